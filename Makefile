@@ -1,0 +1,42 @@
+# Tessera's build. Every Go command goes through $(GO) so that the build tag
+# Karmada's protobuf types need is set in exactly one place.
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+export GONOSUMDB := github.com/karmada-io/karmada
+GOTAGS := kubernetes_protomessage_one_more_release
+GO := go
+GOFLAGS_ALL := -tags $(GOTAGS)
+BIN := bin
+
+.PHONY: all build test test-go test-hook bench bench-go bench-hook fuzz demo clean vet
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS_ALL) -o $(BIN)/ ./cmd/...
+	$(MAKE) -C cuda-hook all
+
+vet:
+	$(GO) vet $(GOFLAGS_ALL) ./...
+
+## test: every test in the project (what CI runs).
+test: test-hook test-go
+
+test-go:
+	$(GO) test $(GOFLAGS_ALL) -count=1 ./...
+
+test-hook:
+	$(MAKE) -C cuda-hook test
+
+## bench: the benchmarks recorded in docs/benchmarks.md.
+bench: bench-go bench-hook
+
+bench-go:
+	$(GO) test $(GOFLAGS_ALL) -run '^$$' -bench . -benchmem ./...
+
+bench-hook:
+	$(MAKE) -C cuda-hook bench
+
+clean:
+	rm -rf $(BIN)
+	$(MAKE) -C cuda-hook clean
