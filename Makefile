@@ -3,12 +3,14 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
 export GONOSUMDB := github.com/karmada-io/karmada
+# go-nvml's cgo wrappers call deprecated NVML entry points on purpose.
+export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 GOTAGS := kubernetes_protomessage_one_more_release
 GO := go
 GOFLAGS_ALL := -tags $(GOTAGS)
 BIN := bin
 
-.PHONY: all build test test-go test-hook bench bench-go bench-hook fuzz demo clean vet
+.PHONY: all build test test-go test-hook bench bench-go bench-hook demo clean vet
 
 all: build
 
@@ -40,3 +42,7 @@ bench-hook:
 clean:
 	rm -rf $(BIN)
 	$(MAKE) -C cuda-hook clean
+
+## demo: the main job for a newcomer (see README).
+demo:
+	$(GO) run $(GOFLAGS_ALL) ./cmd/tessera-demo

@@ -4,11 +4,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
@@ -55,7 +57,8 @@ type NodeAgent struct {
 	// HookLibrary is the host path of libtessera-hook.so.
 	HookLibrary string `json:"hookLibrary"`
 	// HealthRecovery is how long a GPU must be quiet after an Xid error
-	// before it is healthy again.
+	// before it is healthy again; 0 means it stays unhealthy until the
+	// agent restarts.
 	HealthRecovery metav1.Duration `json:"healthRecovery"`
 	// ExtraIgnoredXids are Xids to ignore besides the application errors
 	// that NVIDIA's device plugin ignores.
@@ -114,8 +117,20 @@ func Load(path string) (Config, error) {
 // Parse decodes a configuration over the defaults and validates it.
 func Parse(data []byte) (Config, error) {
 	cfg := Default()
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+	// sigs.k8s.io/yaml's own UnmarshalStrict matches field names without
+	// regard to case (encoding/json's rule), so "splitcount" would be taken
+	// for "splitCount". Kubernetes' strict, case-sensitive decoder is used
+	// instead, as for the kubelet's own config file.
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
 		return Config{}, fmt.Errorf("decode: %w", err)
+	}
+	strictErrs, err := kjson.UnmarshalStrict(js, &cfg)
+	if err != nil {
+		return Config{}, fmt.Errorf("decode: %w", err)
+	}
+	if len(strictErrs) > 0 {
+		return Config{}, fmt.Errorf("decode: %w", errors.Join(strictErrs...))
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err

@@ -91,7 +91,7 @@ func (m MockNode) validate() []error {
 	case m.Machine != "" && len(m.GPUs) > 0:
 		return []error{errors.New("node.mock: set machine or gpus, not both")}
 	case m.Machine == "" && len(m.GPUs) == 0:
-		return []error{errors.New("node.mock: set machine (dgxa100, dgxh100, dgxh200) or gpus")}
+		return []error{errors.New("node.mock: set machine (dgxa100, dgxh100, dgxh200, dgxb200) or gpus")}
 	}
 	var errs []error
 	total := 0
