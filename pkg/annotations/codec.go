@@ -6,11 +6,20 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
 // Version is the version every structured annotation is written with.
 const Version = "v1"
+
+// Bounds on what an inventory may claim for one GPU: far above any real GPU,
+// low enough that sums over a cluster cannot overflow.
+const (
+	maxGPUMemoryMiB = 1 << 30 // 1 PiB
+	maxSlots        = 1024
+)
 
 // Inventory is the Node annotation listing the node's GPUs.
 type Inventory struct {
@@ -71,6 +80,9 @@ func DecodeInventory(s string) (Inventory, error) {
 			return Inventory{}, fmt.Errorf("decode inventory: GPU %s is listed twice", g.UUID)
 		case g.MemoryMiB < 0 || g.Slots < 0 || g.Cores < 0:
 			return Inventory{}, fmt.Errorf("decode inventory: GPU %s has negative capacity", g.UUID)
+		case g.MemoryMiB > maxGPUMemoryMiB || g.Slots > maxSlots || g.Cores > vgpu.FullCores:
+			return Inventory{}, fmt.Errorf("decode inventory: GPU %s claims %d MiB, %d slots, %d%% cores: beyond any real GPU",
+				g.UUID, g.MemoryMiB, g.Slots, g.Cores)
 		}
 		seen[g.UUID] = true
 	}
@@ -92,7 +104,12 @@ func DecodeAssignment(s string) (Assignment, error) {
 	if a.Node == "" {
 		return Assignment{}, fmt.Errorf("decode assignment: no node")
 	}
+	names := make(map[string]bool, len(a.Containers))
 	for _, c := range a.Containers {
+		if names[c.Name] {
+			return Assignment{}, fmt.Errorf("decode assignment: container %q is listed twice", c.Name)
+		}
+		names[c.Name] = true
 		if err := checkContainerAssignment(c); err != nil {
 			return Assignment{}, fmt.Errorf("decode assignment: %w", err)
 		}
@@ -101,8 +118,13 @@ func DecodeAssignment(s string) (Assignment, error) {
 }
 
 func checkContainerAssignment(c ContainerAssignment) error {
-	if c.Name == "" || len(c.Devices) == 0 {
-		return fmt.Errorf("container %q has no name or no devices", c.Name)
+	if len(c.Devices) == 0 {
+		return fmt.Errorf("container %q has no devices", c.Name)
+	}
+	// Container names become directory names on the host (the usage
+	// region), so only Kubernetes' own container names are accepted.
+	if errs := validation.IsDNS1123Label(c.Name); len(errs) > 0 {
+		return fmt.Errorf("container name %q: %s", c.Name, strings.Join(errs, "; "))
 	}
 	gpus := make(map[string]bool, len(c.Devices))
 	for _, d := range c.Devices {

@@ -35,6 +35,7 @@ func TestDecodeInventoryErrors(t *testing.T) {
 		"duplicate":      {`{"version":"v1","gpus":[{"uuid":"a"},{"uuid":"a"}]}`, "listed twice"},
 		"negative":       {`{"version":"v1","gpus":[{"uuid":"a","memoryMiB":-1}]}`, "negative capacity"},
 		"trailing":       {`{"version":"v1","gpus":[]} {}`, "trailing data"},
+		"absurd":         {`{"version":"v1","gpus":[{"uuid":"a","slots":100000}]}`, "beyond any real GPU"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
