@@ -10,7 +10,7 @@ GO := go
 GOFLAGS_ALL := -tags $(GOTAGS)
 BIN := bin
 
-.PHONY: all build test test-go test-hook bench bench-go bench-hook demo clean vet
+.PHONY: servers test-deps manifests all build test test-go test-hook bench bench-go bench-hook demo clean vet
 
 all: build
 
@@ -24,8 +24,23 @@ vet:
 ## test: every test in the project (what CI runs).
 test: test-hook test-go
 
-test-go:
-	$(GO) test $(GOFLAGS_ALL) -count=1 ./...
+# The integration tests run real etcd, kube-apiserver, kube-scheduler and
+# Karmada binaries built from Go modules (cached under ~/.cache/tessera):
+# build them first, with progress, so no test waits silently on a build.
+test-go: servers test-deps
+	$(GO) test $(GOFLAGS_ALL) -count=1 -timeout 45m ./...
+
+## servers: build (or reuse) the real servers the integration tests run.
+servers:
+	test/tools/build-servers.sh all >/dev/null
+
+## test-deps: system packages the tests use (Debian's prometheus).
+test-deps:
+	test/tools/install-prometheus.sh
+
+## manifests: re-render deploy/manifests from the Helm chart.
+manifests:
+	deploy/render.sh
 
 test-hook:
 	$(MAKE) -C cuda-hook test
