@@ -1,0 +1,31 @@
+/*
+ * tessera_env.h - the environment contract between Tessera's device plugin
+ * (which sets a container's environment) and the interception library (which
+ * reads it). The Go side is pkg/hookenv/hookenv.go; a cgo test there fails if
+ * a name here ever differs from the Go constant.
+ */
+#ifndef TESSERA_ENV_H
+#define TESSERA_ENV_H
+
+/* Number of CUDA devices the container was given (1..TESSERA_REGION_MAX_DEVICES). */
+#define TESSERA_ENV_DEVICE_COUNT "TESSERA_DEVICE_COUNT"
+
+/* Prefix + decimal ordinal: that device's memory limit in MiB (positive). */
+#define TESSERA_ENV_MEMORY_LIMIT_PREFIX "TESSERA_MEMORY_LIMIT_MIB_"
+
+/* Prefix + ordinal: share of that device's SMs in percent (1-100); absent
+ * means no core cap. */
+#define TESSERA_ENV_CORE_LIMIT_PREFIX "TESSERA_CORE_LIMIT_"
+
+/* Prefix + ordinal: the device's UUID ("GPU-..."), so that CUDA and NVML
+ * devices, which may be numbered differently, map to the right limit. */
+#define TESSERA_ENV_DEVICE_UUID_PREFIX "TESSERA_DEVICE_UUID_"
+
+/* Path of the container's shared usage region (see tessera_region.h). */
+#define TESSERA_ENV_REGION_FILE "TESSERA_REGION_FILE"
+
+/* Bounds of the values, shared by the parser and its tests. */
+#define TESSERA_ENV_CORE_LIMIT_MIN 1
+#define TESSERA_ENV_CORE_LIMIT_MAX 100
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * account.c - reserving against a device's limit and remembering what each
+ * allocation charged. Reservations go to the lock-free region; the record of
+ * which allocation charged what is process-local, under one short mutex.
+ */
+#include "hook.h"
+
+static atomic_int warned_full, warned_untracked;
+
+CUresult hook_reserve(int dev, uint64_t bytes)
+{
+    struct region *r = &g_hook.region;
+    uint64_t limit = g_hook.cfg.mem_limit[dev];
+    int rc = region_reserve(r, dev, bytes, limit);
+    if (rc == -1) {
+        /* Pools may have handed memory back since we last looked. */
+        pool_resync_all();
+        rc = region_reserve(r, dev, bytes, limit);
+    }
+    if (rc == 0)
+        return CUDA_SUCCESS;
+    if (rc == -2 && atomic_exchange(&warned_full, 1) == 0)
+        hook_log("every process record of the region is taken: allocation refused");
+    return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+void hook_release(int dev, uint64_t bytes)
+{
+    region_release(&g_hook.region, dev, bytes);
+}
+
+void hook_track(uint8_t kind, uint64_t key, int dev, uint64_t size, uint64_t aux)
+{
+    struct alloc_rec rec = {.key = key, .size = size, .aux = aux, .kind = kind, .dev = (int8_t)dev};
+    pthread_mutex_lock(&g_hook.mu);
+    int rc = table_put(&g_hook.allocs, &rec);
+    pthread_mutex_unlock(&g_hook.mu);
+    /* Without a record the charge can never be released: it stays, which
+     * errs on the side of the limit. */
+    if (rc != 0 && atomic_exchange(&warned_untracked, 1) == 0)
+        hook_log("out of memory for the allocation table: some frees will not be credited");
+}
+
+void hook_retrack(const struct alloc_rec *rec)
+{
+    hook_track(rec->kind, rec->key, rec->dev, rec->size, rec->aux);
+}
+
+int hook_untrack(uint8_t kind, uint64_t key, struct alloc_rec *out)
+{
+    pthread_mutex_lock(&g_hook.mu);
+    int found = table_take(&g_hook.allocs, kind, key, out);
+    pthread_mutex_unlock(&g_hook.mu);
+    return found;
+}
+
+int hook_untrack_by_aux(uint8_t kind, uint64_t aux, struct alloc_rec *out)
+{
+    pthread_mutex_lock(&g_hook.mu);
+    int found = table_take_by_aux(&g_hook.allocs, kind, aux, out);
+    pthread_mutex_unlock(&g_hook.mu);
+    return found;
+}
+
+void hook_release_rec(const struct alloc_rec *rec)
+{
+    if (rec->kind == KIND_POOL_PTR)
+        pool_resync((CUmemoryPool)(uintptr_t)rec->aux);
+    else if (rec->kind != KIND_CTX)
+        hook_release(rec->dev, rec->size);
+}

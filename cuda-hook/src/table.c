@@ -1,0 +1,103 @@
+/* table.c - see table.h. */
+#include "table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t slot_of(const struct table *t, uint8_t kind, uint64_t key)
+{
+    /* Fibonacci hashing: device pointers are aligned, so the low bits are
+     * mostly zero and must not pick the slot on their own. */
+    uint64_t h = (key ^ ((uint64_t)kind << 56)) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 20) & (t->cap - 1);
+}
+
+static void insert_raw(struct table *t, const struct alloc_rec *rec)
+{
+    size_t i = slot_of(t, rec->kind, rec->key);
+    while (t->slots[i].kind != KIND_EMPTY &&
+           !(t->slots[i].kind == rec->kind && t->slots[i].key == rec->key))
+        i = (i + 1) & (t->cap - 1);
+    if (t->slots[i].kind == KIND_EMPTY)
+        t->count++;
+    t->slots[i] = *rec;
+}
+
+static int grow(struct table *t)
+{
+    size_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 256;
+    struct alloc_rec *old = t->slots;
+    struct alloc_rec *fresh = calloc(cap, sizeof(*fresh));
+    if (fresh == NULL)
+        return -1;
+    t->slots = fresh;
+    t->cap = cap;
+    t->count = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].kind != KIND_EMPTY)
+            insert_raw(t, &old[i]);
+    free(old);
+    return 0;
+}
+
+int table_put(struct table *t, const struct alloc_rec *rec)
+{
+    /* Keep the load under one half so probe sequences stay short. */
+    if ((t->count + 1) * 2 > t->cap && grow(t) != 0)
+        return -1;
+    insert_raw(t, rec);
+    return 0;
+}
+
+/* Backward-shift deletion: pulls later members of the probe run into the
+ * hole, so lookups never need tombstones. */
+static void remove_at(struct table *t, size_t hole)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = (hole + 1) & mask; t->slots[i].kind != KIND_EMPTY; i = (i + 1) & mask) {
+        size_t home = slot_of(t, t->slots[i].kind, t->slots[i].key);
+        /* The entry may move into the hole only if the hole lies on the
+         * cyclic path from its home slot to where it sits now. */
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            t->slots[hole] = t->slots[i];
+            hole = i;
+        }
+    }
+    memset(&t->slots[hole], 0, sizeof(t->slots[hole]));
+    t->count--;
+}
+
+int table_take(struct table *t, uint8_t kind, uint64_t key, struct alloc_rec *out)
+{
+    if (t->cap == 0)
+        return 0;
+    for (size_t i = slot_of(t, kind, key); t->slots[i].kind != KIND_EMPTY;
+         i = (i + 1) & (t->cap - 1)) {
+        if (t->slots[i].kind == kind && t->slots[i].key == key) {
+            *out = t->slots[i];
+            remove_at(t, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int table_take_by_aux(struct table *t, uint8_t kind, uint64_t aux, struct alloc_rec *out)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].kind == kind && t->slots[i].aux == aux) {
+            *out = t->slots[i];
+            remove_at(t, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void table_clear(struct table *t)
+{
+    free(t->slots);
+    t->slots = NULL;
+    t->cap = 0;
+    t->count = 0;
+}
