@@ -1,0 +1,52 @@
+// Package options holds the tessera-estimator's flags. They are
+// karmada-scheduler-estimator's own flags (registered by Karmada's options
+// package, so names, defaults and meaning cannot drift), plus Tessera's.
+package options
+
+import (
+	"time"
+
+	"github.com/spf13/pflag"
+
+	karmadaoptions "github.com/karmada-io/karmada/cmd/scheduler-estimator/app/options"
+)
+
+// Defaults of Tessera's own flags.
+const (
+	DefaultAPIProbeInterval = 10 * time.Second
+	DefaultAPIProbeTimeout  = 5 * time.Second
+)
+
+// Options are every flag of the command.
+type Options struct {
+	// Karmada are karmada-scheduler-estimator's flags: --kubeconfig,
+	// --master, --cluster-name, --server-port (10352), the --grpc-* TLS
+	// flags, --insecure-skip-grpc-client-verify, --kube-api-qps/-burst,
+	// --parallelism, --metrics-bind-address, --health-probe-bind-address,
+	// --feature-gates and the profiling flags.
+	Karmada *karmadaoptions.Options
+	// ConfigFile is Tessera's configuration file (resource names,
+	// annotation prefix); empty means the defaults.
+	ConfigFile string
+	// APIProbeInterval and APIProbeTimeout govern how often the member's API
+	// server is checked, for the state-age metric and log.
+	APIProbeInterval, APIProbeTimeout time.Duration
+}
+
+// NewOptions returns options with Tessera's defaults; Karmada's defaults
+// are set when its flags are added.
+func NewOptions() *Options {
+	return &Options{
+		Karmada:          karmadaoptions.NewOptions(),
+		APIProbeInterval: DefaultAPIProbeInterval,
+		APIProbeTimeout:  DefaultAPIProbeTimeout,
+	}
+}
+
+// AddFlags registers every flag on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.Karmada.AddFlags(fs)
+	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path to Tessera's configuration file (resource names and annotation prefix shared by every Tessera component). Empty uses the defaults.")
+	fs.DurationVar(&o.APIProbeInterval, "api-probe-interval", o.APIProbeInterval, "How often to check that the member cluster's API server answers; while it does not, the estimator answers from its last state and reports that state's age.")
+	fs.DurationVar(&o.APIProbeTimeout, "api-probe-timeout", o.APIProbeTimeout, "How long one API server check may take.")
+}

@@ -1,0 +1,122 @@
+// Package gpucache keeps every node's GPU state (its inventory minus what
+// assigned pods use) up to date from informer events, so that the estimator
+// parses annotations once per change instead of once per request, and so
+// that it keeps answering from the last known state when the member
+// cluster's API server is unreachable.
+package gpucache
+
+import (
+	"sync"
+	"time"
+
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
+)
+
+// NodeGPUs is one node's GPU state. It is immutable once published.
+type NodeGPUs struct {
+	Name string
+	// Devices are the node's GPUs with their usage; empty when the node has
+	// no inventory or an undecodable one.
+	Devices []vgpu.DeviceState
+	// InventoryErr is set when the inventory annotation does not decode: the
+	// node then counts as having no GPUs.
+	InventoryErr error
+	// BadPods counts pods on the node whose assignment could not be counted.
+	BadPods int
+}
+
+// Snapshot is a consistent, immutable view of every known node's GPUs.
+type Snapshot struct {
+	version uint64
+	nodes   map[string]*NodeGPUs
+	// summary is computed on first use: estimates never need it.
+	summaryOnce sync.Once
+	summary     Summary
+	// TakenAt is when the snapshot was assembled.
+	TakenAt time.Time
+}
+
+// Summary aggregates a snapshot for metrics.
+type Summary struct {
+	Nodes int
+	// NodesWithBadInventory counts nodes whose inventory does not decode.
+	NodesWithBadInventory int
+	// PodsWithBadAssignment counts pods whose assignment could not be counted.
+	PodsWithBadAssignment int
+	// Free capacity over healthy GPUs.
+	FreeSlots     int64
+	FreeMemoryMiB int64
+	FreeCores     int64
+	// LargestPlaceableMiB is, per GPU model, the largest memory share that one
+	// more vGPU could get on a single healthy GPU with a free slot.
+	LargestPlaceableMiB map[string]int64
+}
+
+// Node returns the named node's GPU state.
+func (s *Snapshot) Node(name string) (*NodeGPUs, bool) {
+	if s == nil {
+		return nil, false
+	}
+	n, ok := s.nodes[name]
+	return n, ok
+}
+
+// Len is the number of nodes in the snapshot.
+func (s *Snapshot) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.nodes)
+}
+
+// Summary returns the aggregates of the snapshot.
+func (s *Snapshot) Summary() Summary {
+	if s == nil {
+		return Summary{}
+	}
+	s.summaryOnce.Do(func() { s.summary = summarize(s.nodes) })
+	return s.summary
+}
+
+// NewSnapshot builds a snapshot from node states directly, for callers that
+// do not run informers (tests, benchmarks, one-shot tools).
+func NewSnapshot(nodes []*NodeGPUs, takenAt time.Time) *Snapshot {
+	m := make(map[string]*NodeGPUs, len(nodes))
+	for _, n := range nodes {
+		m[n.Name] = n
+	}
+	return &Snapshot{nodes: m, TakenAt: takenAt}
+}
+
+func summarize(nodes map[string]*NodeGPUs) Summary {
+	s := Summary{Nodes: len(nodes), LargestPlaceableMiB: map[string]int64{}}
+	for _, n := range nodes {
+		if n.InventoryErr != nil {
+			s.NodesWithBadInventory++
+		}
+		s.PodsWithBadAssignment += n.BadPods
+		for i := range n.Devices {
+			d := &n.Devices[i]
+			if !d.Healthy {
+				continue
+			}
+			free := d.Free()
+			s.FreeSlots += int64(free.Slots)
+			s.FreeMemoryMiB = saturatingAdd(s.FreeMemoryMiB, free.MemoryMiB)
+			s.FreeCores += int64(free.Cores)
+			if free.Slots > 0 && free.MemoryMiB > s.LargestPlaceableMiB[d.Model] {
+				s.LargestPlaceableMiB[d.Model] = free.MemoryMiB
+			} else if _, seen := s.LargestPlaceableMiB[d.Model]; !seen {
+				s.LargestPlaceableMiB[d.Model] = 0 // the model exists but is full
+			}
+		}
+	}
+	return s
+}
+
+func saturatingAdd(a, b int64) int64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return 1<<63 - 1
+}

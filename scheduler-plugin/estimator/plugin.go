@@ -1,0 +1,147 @@
+// Package estimator is Tessera's plugin for Karmada's accurate scheduler
+// estimator framework. It answers how many replicas of a workload that asks
+// for Tessera vGPUs fit in the member cluster: for every node that matches
+// the workload's node selector, affinity and tolerations, the lesser of the
+// exact GPU fit (vgpu.MaxReplicas, fragmentation-aware) and the node's
+// ordinary resources, summed over the nodes. Requests without Tessera
+// resources are left to Karmada's stock plugins.
+package estimator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
+	frameworkruntime "github.com/karmada-io/karmada/pkg/estimator/server/framework/runtime"
+	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
+	"github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework/parallelize"
+
+	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
+)
+
+// Name is the plugin's name in Karmada's registry and in its metrics.
+const Name = "TesseraVGPUEstimator"
+
+// GPUStateSource yields the current GPU state of the cluster's nodes.
+type GPUStateSource interface {
+	Snapshot() *gpucache.Snapshot
+}
+
+// Plugin implements Karmada's EstimateReplicasPlugin and
+// EstimateComponentsPlugin.
+type Plugin struct {
+	cfg          config.Config
+	gpus         GPUStateSource
+	parallelizer parallelize.Parallelizer
+	// lastAlignment is reused while the GPU snapshot and node list stay.
+	lastAlignment atomic.Pointer[alignment]
+}
+
+var (
+	_ framework.EstimateReplicasPlugin   = &Plugin{}
+	_ framework.EstimateComponentsPlugin = &Plugin{}
+)
+
+// New returns the plugin. parallelism bounds the goroutines of one estimate
+// (0 means Karmada's default).
+func New(cfg config.Config, gpus GPUStateSource, parallelism int) (*Plugin, error) {
+	if gpus == nil {
+		return nil, fmt.Errorf("create %s plugin: no GPU state source", Name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("create %s plugin: %w", Name, err)
+	}
+	return &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism)}, nil
+}
+
+// Factory adapts New to Karmada's registry. Karmada's NewFramework ignores
+// WithClientSet and WithParallelism (its Handle returns nil and 0), so
+// everything the plugin needs comes through this closure instead.
+func Factory(cfg config.Config, gpus GPUStateSource, parallelism int) frameworkruntime.PluginFactory {
+	return func(framework.Handle) (framework.Plugin, error) {
+		return New(cfg, gpus, parallelism)
+	}
+}
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return Name }
+
+// Estimate answers MaxAvailableReplicas for one replica template.
+func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
+	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
+	if err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	if !req.AsksForGPUs {
+		return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
+	}
+	view, err := p.view(estCtx.Snapshot)
+	if err != nil {
+		return 0, framework.AsResult(err)
+	}
+	var sim *simulation
+	if len(estCtx.AssumedWorkloads) > 0 {
+		// In-flight workloads the scheduler already sent here take their
+		// share first, as Karmada's noderesource plugin deducts them.
+		sim = newSimulation(view)
+		if err := sim.deductAssumed(ctx, estCtx.AssumedWorkloads, p.cfg); err != nil {
+			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+		}
+	}
+	total := p.sumOverNodes(ctx, view, sim, &req)
+	if err := ctx.Err(); err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	return clampInt32(total), framework.NewResult(framework.Success)
+}
+
+// sumOverNodes adds up the per-node minimum over every matching node, in
+// parallel: nodes are independent once the snapshot is fixed.
+func (p *Plugin) sumOverNodes(ctx context.Context, view *clusterView, sim *simulation, req *Requirement) int64 {
+	var total atomic.Int64
+	p.parallelizer.Until(ctx, len(view.nodes), func(i int) {
+		ni := view.nodes[i]
+		if !req.matches(ni) {
+			return
+		}
+		var n int64
+		if sim != nil {
+			n = sim.copiesOn(i, req)
+		} else {
+			n = req.copiesOn(ni, view.devices(i), nil)
+		}
+		if n > 0 {
+			total.Add(min(n, math.MaxInt32))
+		}
+	})
+	return total.Load()
+}
+
+// view lists the snapshot's nodes and takes the GPU state once, so that
+// one estimate reads one consistent GPU snapshot.
+func (p *Plugin) view(snapshot *schedcache.Snapshot) (*clusterView, error) {
+	if snapshot == nil {
+		return nil, fmt.Errorf("%s: the estimation context has no snapshot", Name)
+	}
+	nodes, err := snapshot.NodeInfos().List()
+	if err != nil {
+		return nil, fmt.Errorf("%s: list snapshot nodes: %w", Name, err)
+	}
+	gpus := p.gpus.Snapshot()
+	aligned := p.lastAlignment.Load()
+	if !aligned.fits(nodes, gpus) {
+		aligned = newAlignment(nodes, gpus)
+		p.lastAlignment.Store(aligned)
+	}
+	return &clusterView{nodes: nodes, gpus: gpus, aligned: aligned}, nil
+}
+
+func clampInt32(n int64) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
+}
