@@ -1,0 +1,290 @@
+// Package app is the tessera-scheduler-extender command: it wires the
+// extender (package scheduler-plugin/extender) to a client, informers, an
+// HTTP server, metrics, health probes and leader election.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app/options"
+	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
+)
+
+// Component names the extender in events and the lease identity.
+const Component = "tessera-scheduler-extender"
+
+// shutdownTimeout bounds how long in-flight calls (binds) may finish.
+const shutdownTimeout = 20 * time.Second
+
+// eventFlushTimeout bounds how long a stopping extender waits for its last
+// events to be written.
+const eventFlushTimeout = 5 * time.Second
+
+// NewCommand returns the root command.
+func NewCommand() *cobra.Command {
+	opts := options.New()
+	cmd := &cobra.Command{
+		Use:   Component,
+		Short: "Tessera's kube-scheduler extender: per-GPU fit, GPU and slot choice at bind time",
+		Long: `tessera-scheduler-extender answers kube-scheduler's extender calls for pods
+that request Tessera's vGPU resources: filter (per-GPU fit), prioritize
+(binpack or spread) and bind (choose GPUs and slots, annotate, bind).`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.Validate(); err != nil {
+				return err
+			}
+			return Run(cmd.Context(), opts)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	cmd.Flags().AddGoFlagSet(klogFlags)
+	return cmd
+}
+
+// Run serves until ctx is cancelled, a server fails, or leadership is lost.
+func Run(ctx context.Context, opts *options.Options) error {
+	logger := klog.FromContext(ctx)
+	cfg := config.Default()
+	if opts.ConfigFile != "" {
+		var err error
+		if cfg, err = config.Load(opts.ConfigFile); err != nil {
+			return err
+		}
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("load kubeconfig %q: %w", opts.Kubeconfig, err)
+	}
+	restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
+	restCfg.UserAgent = Component
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("create API client: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := extender.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	// The broadcaster outlives ctx: it is shut down last, once the calls
+	// that record events have finished and their events are written.
+	broadcaster := record.NewBroadcaster(record.WithContext(context.WithoutCancel(ctx)))
+	sink := &trackingSink{sink: &typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")}}
+	broadcaster.StartRecordingToSink(sink)
+	defer func() {
+		flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), eventFlushTimeout)
+		defer cancelFlush()
+		sink.settle(flushCtx, 250*time.Millisecond)
+		broadcaster.Shutdown()
+	}()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component})
+
+	var leading atomic.Bool
+	leading.Store(!opts.LeaderElection.Enabled)
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	ext, err := extender.New(extender.Options{
+		Client: client, Informers: factory, Config: cfg, Recorder: recorder, Metrics: metrics, IsLeader: leading.Load,
+	})
+	if err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer func() {
+		cancel() // Shutdown waits for the informers, which stop on ctx.
+		factory.Shutdown()
+	}()
+	logger.Info("Waiting for the node and pod caches")
+	if !cache.WaitForCacheSync(ctx.Done(), ext.HasSynced) {
+		return fmt.Errorf("wait for node and pod caches: %w", context.Cause(ctx))
+	}
+
+	errc := make(chan error, 4)
+	servers := []*namedServer{{name: "extender", addr: opts.BindAddress, handler: ext.Handler()}}
+	if opts.MetricsBindAddress != "0" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		servers = append(servers, &namedServer{name: "metrics", addr: opts.MetricsBindAddress, handler: mux})
+	}
+	if opts.HealthBindAddress != "0" {
+		servers = append(servers, &namedServer{name: "health", addr: opts.HealthBindAddress, handler: healthHandler(ext, &leading)})
+	}
+	for _, s := range servers {
+		if err := s.start(ctx, errc); err != nil {
+			shutdown(logger, servers)
+			return err
+		}
+	}
+	stopElection := func() {}
+	if opts.LeaderElection.Enabled {
+		elector, err := newElector(client, recorder, opts.LeaderElection, &leading, errc)
+		if err != nil {
+			shutdown(logger, servers)
+			return err
+		}
+		// The election has its own context: it must outlive the servers'
+		// shutdown and then release the lease.
+		electCtx, cancelElection := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); elector.Run(electCtx) }()
+		stopElection = func() { cancelElection(); <-done }
+	}
+	// Servers stop before the lease is released, so that no bind of this
+	// replica is still writing when another one takes over.
+	defer func() {
+		shutdown(logger, servers)
+		stopElection()
+	}()
+	logger.Info("Scheduler extender is serving", "address", opts.BindAddress, "leaderElection", opts.LeaderElection.Enabled)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// newElector builds the Lease-based leader election. Losing the lease ends
+// Run: the in-flight record of a replica that stopped leading may be stale.
+func newElector(client kubernetes.Interface, recorder record.EventRecorder, le options.LeaderElection, leading *atomic.Bool, errc chan<- error) (*leaderelection.LeaderElector, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("leader election identity: %w", err)
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, le.ResourceNamespace, le.ResourceName,
+		client.CoreV1(), client.CoordinationV1(),
+		resourcelock.ResourceLockConfig{Identity: host + "_" + uuid.NewString(), EventRecorder: recorder})
+	if err != nil {
+		return nil, fmt.Errorf("create leader election lock %s/%s: %w", le.ResourceNamespace, le.ResourceName, err)
+	}
+	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   le.LeaseDuration,
+		RenewDeadline:   le.RenewDeadline,
+		RetryPeriod:     le.RetryPeriod,
+		ReleaseOnCancel: true,
+		Name:            Component,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				klog.FromContext(ctx).Info("Started leading: binding pods")
+				leading.Store(true)
+			},
+			OnStoppedLeading: func() {
+				if leading.Swap(false) {
+					select { // non-blocking: after a clean stop nobody reads errc
+					case errc <- errors.New("lost the scheduler extender lease"):
+					default:
+					}
+				}
+			},
+		},
+	})
+}
+
+// healthHandler serves /healthz (the process is up) and /readyz (caches
+// synced and this replica leads), so a Service routes calls to the leader.
+func healthHandler(ext *extender.Extender, leading *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !ext.HasSynced():
+			http.Error(w, "caches are not synced", http.StatusServiceUnavailable)
+		case !leading.Load():
+			http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return mux
+}
+
+type namedServer struct {
+	name, addr string
+	handler    http.Handler
+	srv        *http.Server
+}
+
+// start listens synchronously (so a taken port is an error of Run) and
+// serves in the background.
+func (s *namedServer) start(ctx context.Context, errc chan<- error) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen for %s on %s: %w", s.name, s.addr, err)
+	}
+	// Calls must not end with Run's context: a bind cut between its
+	// annotation patch and its Binding only leaves work for the rollback.
+	// Shutdown lets them finish instead.
+	base := context.WithoutCancel(ctx)
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case errc <- fmt.Errorf("serve %s on %s: %w", s.name, s.addr, err):
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// shutdown stops the servers, letting in-flight calls finish. It may be
+// called more than once.
+func shutdown(logger klog.Logger, servers []*namedServer) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if s.srv == nil {
+			continue
+		}
+		if err := s.srv.Shutdown(ctx); err != nil {
+			// Closing the connections cancels the calls still running.
+			logger.Error(err, "Server did not shut down in time; closing its connections", "server", s.name)
+			_ = s.srv.Close()
+		}
+	}
+}
+
+// dropManagedFields trims objects before they enter the informer caches:
+// the extender never reads managed fields, and on large clusters they are
+// a large share of every cached pod.
+func dropManagedFields(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}

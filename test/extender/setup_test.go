@@ -1,0 +1,291 @@
+package extendere2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app"
+	"github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app/options"
+	"github.com/tessera-gpu/tessera/deviceplugin"
+	"github.com/tessera-gpu/tessera/pkg/annotations"
+	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
+	"github.com/tessera-gpu/tessera/test/cluster"
+)
+
+var (
+	keys      = annotations.DefaultKeys()
+	resources = config.Default().Resources
+)
+
+const gib = 1024 // MiB
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// schedulerConfig is deploy/scheduler/second-scheduler-config.yaml with the
+// extender on port: the shipped file, not a copy, is what the real
+// kube-scheduler runs with.
+func schedulerConfig(t *testing.T, port int) string {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/scheduler/second-scheduler-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const shipped = "urlPrefix: http://127.0.0.1:8888"
+	if strings.Count(string(data), shipped) != 1 {
+		t.Fatalf("second-scheduler-config.yaml does not contain %q exactly once", shipped)
+	}
+	return strings.Replace(string(data), shipped, fmt.Sprintf("urlPrefix: http://127.0.0.1:%d", port), 1)
+}
+
+// runningExtender is one instance of the extender command, in process.
+type runningExtender struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startExtender runs the extender as its main would, with leader election
+// on (short lease times), and waits until it answers on port.
+func startExtender(ctx context.Context, t *testing.T, kubeconfig string, port int) *runningExtender {
+	t.Helper()
+	opts := options.New()
+	opts.Kubeconfig = kubeconfig
+	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
+	opts.MetricsBindAddress, opts.HealthBindAddress = "0", "0"
+	opts.LeaderElection.LeaseDuration = 4 * time.Second
+	opts.LeaderElection.RenewDeadline = 3 * time.Second
+	opts.LeaderElection.RetryPeriod = 500 * time.Millisecond
+	if err := opts.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &runningExtender{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- app.Run(ctx, opts) }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		select {
+		case err := <-r.done:
+			t.Fatalf("extender exited while starting: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("extender did not answer on port %d within a minute: %v", port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop ends the instance gracefully (in-flight calls finish, the lease is
+// released) and waits for it.
+func (r *runningExtender) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("extender: %v", err)
+	}
+}
+
+// gpuNode is one simulated node: its GPUs, the device plugin and a fake
+// kubelet that admits pods through it.
+type gpuNode struct {
+	name    string
+	gpus    []vgpu.GPU
+	kubelet *fakekubelet.Kubelet
+}
+
+// staticGPUs is a DeviceSource whose GPUs never change health.
+type staticGPUs []vgpu.GPU
+
+func (s staticGPUs) GPUs() []vgpu.GPU                     { return slices.Clone(s) }
+func (s staticGPUs) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
+
+// addGPUNode creates a Node as the node agent publishes it (the inventory
+// annotation, vgpu slots, memory and cores in capacity and allocatable),
+// and starts the node's device plugin beside a fake kubelet.
+func addGPUNode(ctx context.Context, t *testing.T, client kubernetes.Interface, name string, nGPUs int) *gpuNode {
+	t.Helper()
+	n := &gpuNode{name: name}
+	for i := range nGPUs {
+		n.gpus = append(n.gpus, vgpu.GPU{
+			UUID: fmt.Sprintf("GPU-%s-%d", name, i), Index: i, Model: "NVIDIA A100-SXM4-80GB",
+			MemoryMiB: 80 * gib, Slots: 10, Cores: vgpu.FullCores, Healthy: true,
+		})
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceName(resources.VGPU):   *resource.NewQuantity(int64(nGPUs*10), resource.DecimalSI),
+		corev1.ResourceName(resources.Memory): *resource.NewQuantity(int64(nGPUs)*80*gib, resource.DecimalSI),
+		corev1.ResourceName(resources.Cores):  *resource.NewQuantity(int64(nGPUs*vgpu.FullCores), resource.DecimalSI),
+	}
+	if _, err := cluster.AddNode(ctx, client, name, capacity, nil); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := annotations.EncodeInventory(annotations.Inventory{GPUs: n.gpus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.Inventory: inv}}})
+	if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("publish inventory of %s: %v", name, err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "dp")
+	state := filepath.Join(t.TempDir(), "state")
+	for _, d := range []string{dir, state} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.kubelet, err = fakekubelet.Start(dir, resources.VGPU); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.kubelet.Stop)
+	plugin, err := deviceplugin.New(deviceplugin.Options{
+		ResourceName: resources.VGPU, NodeName: name, DevicePluginDir: dir, StateDir: state,
+		HookLibrary: "/usr/local/tessera/lib/libtessera-hook.so", Keys: keys,
+	}, staticGPUs(n.gpus), client, &record.FakeRecorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pluginCtx, stopPlugin := context.WithCancel(ctx)
+	pluginDone := make(chan struct{})
+	go func() {
+		defer close(pluginDone)
+		if err := plugin.Run(pluginCtx); err != nil {
+			t.Errorf("device plugin of %s: %v", name, err)
+		}
+	}()
+	t.Cleanup(func() { stopPlugin(); <-pluginDone })
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := n.kubelet.WaitForDevices(waitCtx, func(d []*pluginapi.Device) bool { return len(d) == nGPUs*10 }); err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	return n
+}
+
+func createAll(ctx context.Context, t *testing.T, client kubernetes.Interface, pods []*corev1.Pod) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pods))
+	sem := make(chan struct{}, 20)
+	for _, p := range pods {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				errs <- fmt.Errorf("create pod %s: %w", p.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// watchBound returns a channel closed once want pods have been bound. It
+// uses an informer, which re-lists when the API server ends a watch (it
+// does so with watchers that fall behind a burst of events).
+func watchBound(ctx context.Context, t *testing.T, client kubernetes.Interface, want int) <-chan struct{} {
+	t.Helper()
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace("default"))
+	done := make(chan struct{})
+	var mu sync.Mutex
+	bound := map[string]bool{}
+	count := func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || pod.Spec.NodeName == "" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if bound[pod.Name] {
+			return
+		}
+		bound[pod.Name] = true
+		if len(bound) == want {
+			close(done)
+		}
+	}
+	if _, err := factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: count, UpdateFunc: func(_, obj any) { count(obj) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	t.Cleanup(factory.Shutdown)
+	factory.WaitForCacheSync(ctx.Done())
+	return done
+}
+
+func listPods(ctx context.Context, t *testing.T, client kubernetes.Interface) []corev1.Pod {
+	t.Helper()
+	list, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func countBound(ctx context.Context, t *testing.T, client kubernetes.Interface) int {
+	n := 0
+	for _, p := range listPods(ctx, t, client) {
+		if p.Spec.NodeName != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func waitBound(ctx context.Context, t *testing.T, client kubernetes.Interface, want int, timeout, poll time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := countBound(ctx, t, client)
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pods bound after %v, want %d", got, timeout, want)
+		}
+		time.Sleep(poll)
+	}
+}
