@@ -1,0 +1,206 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app/options"
+	"github.com/tessera-gpu/tessera/deviceplugin"
+	"github.com/tessera-gpu/tessera/pkg/annotations"
+	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
+	"github.com/tessera-gpu/tessera/pkg/gpu"
+)
+
+const testNode = "gpu-node-1"
+
+// testSetup is a mock node: two mock A100s, a fake kubelet in a short temp
+// dir (unix socket paths are limited to 108 bytes) and a fake API server
+// holding the Node.
+type testSetup struct {
+	cfg     config.Config
+	opts    *options.Options
+	client  *fake.Clientset
+	lib     *gpu.MockLibrary
+	kubelet *fakekubelet.Kubelet
+}
+
+func newTestSetup(t *testing.T) *testSetup {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tna")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cfg := config.Default()
+	cfg.Node.GPUBackend = config.BackendMock
+	cfg.Node.Mock = config.MockNode{GPUs: []config.MockGPU{{Model: "A100-SXM4-40GB", Count: 2}}}
+	cfg.Node.DevicePluginDir = filepath.Join(dir, "plugins")
+	cfg.Node.StateDir = filepath.Join(dir, "state")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cfg.Node.DevicePluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kubelet, err := fakekubelet.Start(cfg.Node.DevicePluginDir, cfg.Resources.VGPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kubelet.Stop)
+	lib, err := gpu.NewMockLibrary(cfg.Node.Mock, testNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := options.New()
+	opts.NodeName = testNode
+	opts.HealthAddr = "127.0.0.1:0"
+	return &testSetup{
+		cfg: cfg, opts: opts, lib: lib, kubelet: kubelet,
+		client: fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}}),
+	}
+}
+
+func TestAgentRunsEndToEndAndStopsCleanly(t *testing.T) {
+	s := newTestSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	agent, err := NewAgent(ctx, s.cfg, s.opts, s.client, s.lib)
+	if err != nil {
+		t.Fatalf("NewAgent: %v", err)
+	}
+	if err := agent.Healthy(); err == nil {
+		t.Error("the agent is healthy before it has run")
+	}
+	gpus := agent.GPUs()
+	if len(gpus) != 2 {
+		t.Fatalf("agent found %d GPUs, want 2", len(gpus))
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(runCtx) }()
+	// Read while running: the address must stay known once Run serves it.
+	healthURL := "http://" + agent.HealthAddr() + "/healthz"
+	if agent.HealthAddr() == "" {
+		t.Fatal("HealthAddr is empty although --health-addr is set")
+	}
+
+	// The probe turns 200 once the plugin is registered and the Node is
+	// published; both are then checked directly.
+	poll(t, "healthz 200", func() bool { code, _ := get(healthURL); return code == http.StatusOK })
+	if s.kubelet.Registrations() < 1 {
+		t.Error("healthz is ok but the kubelet saw no registration")
+	}
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer waitCancel()
+	if err := s.kubelet.WaitForDevices(waitCtx, func(d []*pluginapi.Device) bool { return countHealthy(d) == 20 }); err != nil {
+		t.Fatalf("kubelet never saw 20 healthy slots: %v (devices %v)", err, s.kubelet.Devices())
+	}
+	memName := corev1.ResourceName(s.cfg.Resources.Memory)
+	wantMem := gpus[0].MemoryMiB + gpus[1].MemoryMiB
+	node := s.node(t)
+	inv, err := annotations.DecodeInventory(node.Annotations[s.cfg.Keys().Inventory])
+	if err != nil || len(inv.GPUs) != 2 {
+		t.Fatalf("inventory annotation: %v, %+v", err, inv)
+	}
+	if got := node.Status.Allocatable[memName]; got.Value() != wantMem {
+		t.Errorf("allocatable %s = %s, want %d", memName, got.String(), wantMem)
+	}
+
+	// A critical Xid reaches both the kubelet and the Node.
+	if err := s.lib.InjectXid(gpus[0].UUID, 79); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kubelet.WaitForDevices(waitCtx, func(d []*pluginapi.Device) bool { return countHealthy(d) == 10 }); err != nil {
+		t.Fatalf("kubelet never saw GPU 0's slots unhealthy: %v", err)
+	}
+	poll(t, "node memory without GPU 0", func() bool {
+		got := s.node(t).Status.Allocatable[memName]
+		return got.Value() == gpus[1].MemoryMiB
+	})
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return within 20s of cancel")
+	}
+	if code, err := get(healthURL); err == nil {
+		t.Errorf("health endpoint still answers (%d) after Run returned", code)
+	}
+	if _, err := os.Stat(filepath.Join(s.cfg.Node.DevicePluginDir, deviceplugin.SocketName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("plugin socket still exists after Run returned: %v", err)
+	}
+}
+
+func TestNewAgentFailsOnATakenHealthPort(t *testing.T) {
+	s := newTestSetup(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	s.opts.HealthAddr = ln.Addr().String()
+	_, err = NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
+	if err == nil || !strings.Contains(err.Error(), "listen for health probes on "+ln.Addr().String()) {
+		t.Fatalf("NewAgent error = %v, want one naming the health address", err)
+	}
+}
+
+func (s *testSetup) node(t *testing.T) *corev1.Node {
+	t.Helper()
+	n, err := s.client.CoreV1().Nodes().Get(context.Background(), testNode, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func countHealthy(devices []*pluginapi.Device) int {
+	n := 0
+	for _, d := range devices {
+		if d.GetHealth() == pluginapi.Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+func get(url string) (int, error) {
+	resp, err := http.Get(url) //nolint:gosec // a loopback URL the test built
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// poll waits for an outcome with a generous deadline; it times nothing.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}

@@ -1,0 +1,92 @@
+// Package options holds the node agent's command-line flags.
+package options
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/tessera-gpu/tessera/pkg/config"
+)
+
+// NodeNameEnv is the environment variable that gives the default node name;
+// the DaemonSet sets it from spec.nodeName through the downward API.
+const NodeNameEnv = "NODE_NAME"
+
+// Options are the node agent's flags.
+type Options struct {
+	// ConfigFile is Tessera's configuration file; empty means the defaults.
+	ConfigFile string
+	// NodeName is the Node this agent serves.
+	NodeName string
+	// Kubeconfig is the client configuration; empty means in-cluster.
+	Kubeconfig string
+	// HealthAddr serves /healthz and /readyz; "0" disables it.
+	HealthAddr string
+
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+}
+
+// New returns the defaults, the node name taken from $NODE_NAME.
+func New() *Options {
+	return &Options{
+		NodeName: os.Getenv(NodeNameEnv),
+		// All interfaces: the kubelet probes the pod's IP, and the agent
+		// runs with the host network.
+		HealthAddr: ":8080",
+		// The agent writes rarely (its Node on GPU changes, a pod
+		// annotation per allocation); the defaults leave room for bursts
+		// of allocations after a node restart.
+		KubeAPIQPS:   20,
+		KubeAPIBurst: 40,
+	}
+}
+
+// AddFlags registers the flags on fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Tessera configuration file (resource names, annotation prefix, node settings); empty uses the defaults.")
+	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Name of the Node this agent runs on; defaults to $"+NodeNameEnv+".")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses the in-cluster configuration.")
+	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "host:port serving /healthz and /readyz (ok once the device plugin is registered and the Node is published); \"0\" disables it.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
+}
+
+// Validate reports every problem with the flags at once.
+func (o *Options) Validate() error {
+	var errs []error
+	switch {
+	case o.NodeName == "":
+		errs = append(errs, fmt.Errorf("--node-name is empty and $%s is not set", NodeNameEnv))
+	default:
+		if problems := validation.IsDNS1123Subdomain(o.NodeName); len(problems) > 0 {
+			errs = append(errs, fmt.Errorf("--node-name %q is not a valid node name: %s", o.NodeName, strings.Join(problems, "; ")))
+		}
+	}
+	if o.HealthAddr != "0" {
+		if _, port, err := net.SplitHostPort(o.HealthAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--health-addr %q: %w", o.HealthAddr, err))
+		} else if port == "" {
+			errs = append(errs, fmt.Errorf("--health-addr %q has no port", o.HealthAddr))
+		}
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads --config, or returns the defaults when it is empty. Its
+// errors name the file.
+func (o *Options) LoadConfig() (config.Config, error) {
+	if o.ConfigFile == "" {
+		return config.Default(), nil
+	}
+	return config.Load(o.ConfigFile)
+}

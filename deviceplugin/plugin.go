@@ -1,0 +1,241 @@
+// Package deviceplugin is Tessera's kubelet device plugin.
+//
+// It advertises one kubelet device per GPU slot (vgpu.SlotID), maps every
+// kubelet call to the exact container that the scheduler extender placed
+// (through the pod's assignment annotation), and answers Allocate with that
+// container's GPUs, its limits for the CUDA interception library and a
+// usage-region directory of its own.
+//
+// The kubelet never says which pod an Allocate is for. The plugin identifies
+// the container by the slot IDs it receives, or, where the kubelet chose
+// other slots of the same GPUs, by those GPUs, oldest pod first (the kubelet
+// admits pods in creation order). A container is marked served in memory the
+// moment it is matched, so concurrent Allocates never hand out one container
+// twice, and without any node-wide lock held across API calls.
+package deviceplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/tessera-gpu/tessera/pkg/annotations"
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
+)
+
+// SocketName is the plugin's socket in the device-plugin directory.
+const SocketName = "tessera.sock"
+
+// KubeletSocketName is the kubelet's registration socket in that directory.
+const KubeletSocketName = "kubelet.sock"
+
+// DeviceSource is where the plugin learns about the node's GPUs and their
+// health (pkg/gpu's Tracker satisfies it).
+type DeviceSource interface {
+	// GPUs returns a copy of the node's GPUs with their current health.
+	GPUs() []vgpu.GPU
+	// Subscribe returns a channel that receives a (coalesced) signal
+	// whenever health changes, and a function that ends the subscription.
+	Subscribe() (<-chan struct{}, func())
+}
+
+// Options configure the plugin.
+type Options struct {
+	// ResourceName is the extended resource advertised, e.g. tessera.io/vgpu.
+	ResourceName string
+	// NodeName is the node this plugin runs on; only its pods are indexed.
+	NodeName string
+	// DevicePluginDir holds kubelet.sock and the plugin's own socket.
+	DevicePluginDir string
+	// StateDir (host path) holds ld.so.preload and per-container regions.
+	StateDir string
+	// HookLibrary is the host path of libtessera-hook.so.
+	HookLibrary string
+	// Keys are the annotation keys (assignment, allocated).
+	Keys annotations.Keys
+}
+
+// tuning holds intervals that production leaves at their defaults and tests
+// shorten. They are not Options because no operator should need them.
+type tuning struct {
+	// matchWait is how long Allocate and GetPreferredAllocation wait for
+	// the pod informer to catch up when no pod matches yet: the kubelet and
+	// this plugin watch the API server separately, and the kubelet may
+	// see a newly bound pod first.
+	matchWait time.Duration
+	// pollInterval is how often the kubelet socket and the plugin's own
+	// socket are checked, in case a filesystem event was missed.
+	pollInterval time.Duration
+	// noWatch turns the filesystem watch off, so tests can prove that the
+	// poll alone notices a restarted kubelet.
+	noWatch bool
+	// registerBackoffMax caps the wait between failed registrations.
+	registerBackoffMax time.Duration
+	// sweepInterval is how often stale region directories are removed.
+	sweepInterval time.Duration
+	// patchTimeout bounds recording a container in the Allocated annotation.
+	patchTimeout time.Duration
+	// stopTimeout bounds a graceful stop of the gRPC server.
+	stopTimeout time.Duration
+}
+
+func defaultTuning() tuning {
+	return tuning{
+		matchWait:          3 * time.Second,
+		pollInterval:       5 * time.Second,
+		registerBackoffMax: 30 * time.Second,
+		sweepInterval:      10 * time.Minute,
+		patchTimeout:       10 * time.Second,
+		stopTimeout:        5 * time.Second,
+	}
+}
+
+// Plugin is the device plugin of one node.
+type Plugin struct {
+	opts     Options
+	devices  DeviceSource
+	client   kubernetes.Interface
+	recorder record.EventRecorder
+	index    *podIndex
+	regions  regionStore
+	// patchLocks serialise the Allocated patches of each pod.
+	patchLocks podLocks
+	tune       tuning
+	logger     klog.Logger
+	running    atomic.Bool
+}
+
+// New checks the options and builds a plugin; Run starts it.
+func New(opts Options, devices DeviceSource, client kubernetes.Interface, recorder record.EventRecorder) (*Plugin, error) {
+	if err := validateOptions(opts); err != nil {
+		return nil, fmt.Errorf("device plugin options: %w", err)
+	}
+	switch {
+	case devices == nil:
+		return nil, errors.New("device plugin: no device source")
+	case client == nil:
+		return nil, errors.New("device plugin: no Kubernetes client")
+	case recorder == nil:
+		return nil, errors.New("device plugin: no event recorder")
+	}
+	return &Plugin{
+		opts:     opts,
+		devices:  devices,
+		client:   client,
+		recorder: recorder,
+		index:    newPodIndex(opts.NodeName, corev1.ResourceName(opts.ResourceName), opts.Keys),
+		regions:  regionStore{stateDir: opts.StateDir},
+		tune:     defaultTuning(),
+		logger:   klog.Background().WithName("deviceplugin"),
+	}, nil
+}
+
+func validateOptions(o Options) error {
+	var problems []string
+	if o.ResourceName == "" || !strings.Contains(o.ResourceName, "/") {
+		problems = append(problems, fmt.Sprintf("resource name %q is not an extended resource name (domain/name)", o.ResourceName))
+	}
+	if o.NodeName == "" {
+		problems = append(problems, "no node name")
+	}
+	for _, d := range []struct{ what, path string }{
+		{"device-plugin dir", o.DevicePluginDir},
+		{"state dir", o.StateDir},
+		{"hook library", o.HookLibrary},
+	} {
+		if !filepath.IsAbs(d.path) {
+			problems = append(problems, fmt.Sprintf("%s %q is not an absolute path", d.what, d.path))
+		}
+	}
+	if o.Keys.Assignment == "" || o.Keys.Allocated == "" {
+		problems = append(problems, "annotation keys for assignment and allocated are not set")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (p *Plugin) socketPath() string { return filepath.Join(p.opts.DevicePluginDir, SocketName) }
+
+func (p *Plugin) kubeletSocketPath() string {
+	return filepath.Join(p.opts.DevicePluginDir, KubeletSocketName)
+}
+
+// Run prepares the state directory, syncs the pod index, serves the plugin
+// socket and keeps the plugin registered with the kubelet (again after every
+// kubelet restart) until ctx is done; then it stops gracefully. It returns
+// an error only when the plugin cannot start at all.
+func (p *Plugin) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("device plugin is already running")
+	}
+	defer p.running.Store(false)
+	p.logger = klog.FromContext(ctx).WithName("deviceplugin")
+	ctx = klog.NewContext(ctx, p.logger)
+	// Cancelled on any return, so that the helpers started below stop
+	// also when Run fails.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if err := p.regions.prepare(); err != nil {
+		return fmt.Errorf("prepare state dir %s: %w", p.opts.StateDir, err)
+	}
+	stopInformer, err := p.startPodInformer(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopInformer()
+	p.sweepRegions()
+
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		p.sweepPeriodically(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-sweepDone
+	}()
+
+	p.logger.Info("Device plugin starting", "resource", p.opts.ResourceName, "node", p.opts.NodeName,
+		"socket", p.socketPath())
+	if err := p.serveAndRegister(ctx); err != nil {
+		p.logger.Error(err, "Device plugin failed")
+		return err
+	}
+	return nil
+}
+
+func (p *Plugin) sweepPeriodically(ctx context.Context) {
+	t := time.NewTicker(p.tune.sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.sweepRegions()
+		}
+	}
+}
+
+// sweepRegions removes the region directories of pods that no longer exist.
+func (p *Plugin) sweepRegions() {
+	removed, err := p.regions.sweep(p.index.hasPod)
+	for _, uid := range removed {
+		p.logger.V(2).Info("Removed region directory of a pod that no longer exists", "podUID", uid)
+	}
+	if err != nil {
+		p.logger.Error(err, "Sweeping stale region directories")
+	}
+}

@@ -1,0 +1,180 @@
+package deviceplugin
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tessera-gpu/tessera/pkg/annotations"
+)
+
+// podIndex holds the node's pods and which of their containers have been
+// served. Its mutex guards memory only and is never held across an API
+// call or a filesystem operation.
+type podIndex struct {
+	node     string
+	resource corev1.ResourceName
+	keys     annotations.Keys
+
+	mu   sync.Mutex
+	pods map[types.UID]*podEntry
+	// ordered is pods sorted oldest first; nil when it must be rebuilt.
+	ordered []*podEntry
+	// served are the containers this process has served, per pod. They
+	// outlive pod updates, so an informer event that predates the
+	// Allocated patch cannot make a container look unserved again.
+	served map[types.UID]map[string]bool
+	// changed is closed (and replaced) whenever pods change, waking
+	// callers that wait for a pod the informer has not delivered yet.
+	changed chan struct{}
+}
+
+func newPodIndex(node string, resource corev1.ResourceName, keys annotations.Keys) *podIndex {
+	return &podIndex{
+		node:     node,
+		resource: resource,
+		keys:     keys,
+		pods:     map[types.UID]*podEntry{},
+		served:   map[types.UID]map[string]bool{},
+		changed:  make(chan struct{}),
+	}
+}
+
+// upsert records a pod's current state and returns its entry and the
+// previous one (nil if new), so the caller can log a problem only when it
+// first appears.
+func (ix *podIndex) upsert(pod *corev1.Pod) (entry, previous *podEntry) {
+	entry = newPodEntry(pod, ix.node, ix.resource, ix.keys)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	previous = ix.pods[pod.UID]
+	ix.pods[pod.UID] = entry
+	ix.ordered = nil
+	ix.notifyLocked()
+	return entry, previous
+}
+
+// remove forgets a pod.
+func (ix *podIndex) remove(uid types.UID) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	delete(ix.pods, uid)
+	delete(ix.served, uid)
+	ix.ordered = nil
+	ix.notifyLocked()
+}
+
+func (ix *podIndex) notifyLocked() {
+	close(ix.changed)
+	ix.changed = make(chan struct{})
+}
+
+// changes returns a channel closed at the next change of the pods.
+func (ix *podIndex) changes() <-chan struct{} {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.changed
+}
+
+// hasPod reports whether the pod is known (for the region sweep).
+func (ix *podIndex) hasPod(uid types.UID) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	_, ok := ix.pods[uid]
+	return ok
+}
+
+// orderedLocked returns the pods oldest first: by creation time, then name
+// (then namespace, so that the order is total).
+func (ix *podIndex) orderedLocked() []*podEntry {
+	if ix.ordered != nil {
+		return ix.ordered
+	}
+	ix.ordered = make([]*podEntry, 0, len(ix.pods))
+	for _, e := range ix.pods {
+		ix.ordered = append(ix.ordered, e)
+	}
+	slices.SortFunc(ix.ordered, func(a, b *podEntry) int {
+		if c := a.pod.CreationTimestamp.Time.Compare(b.pod.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.pod.Name, b.pod.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pod.Namespace, b.pod.Namespace)
+	})
+	return ix.ordered
+}
+
+func (ix *podIndex) isServedLocked(e *podEntry, container string) bool {
+	return ix.served[e.pod.UID][container] || slices.Contains(e.servedByAnnotation, container)
+}
+
+// candidate is an unserved container that may be matched.
+type candidate struct {
+	entry     *podEntry
+	container *assignedContainer
+}
+
+// eachUnservedLocked calls fn for every matchable container, oldest pod
+// first, until fn returns false.
+func (ix *podIndex) eachUnservedLocked(fn func(candidate) bool) {
+	for _, e := range ix.orderedLocked() {
+		if e.terminal || e.problem != "" {
+			continue
+		}
+		for i := range e.containers {
+			c := &e.containers[i]
+			if ix.isServedLocked(e, c.name) {
+				continue
+			}
+			if !fn(candidate{entry: e, container: c}) {
+				return
+			}
+		}
+	}
+}
+
+// markServedLocked records a container as served.
+func (ix *podIndex) markServedLocked(e *podEntry, container string) {
+	m := ix.served[e.pod.UID]
+	if m == nil {
+		m = map[string]bool{}
+		ix.served[e.pod.UID] = m
+	}
+	m[container] = true
+}
+
+// podServed returns the latest object of a pod and its served containers.
+func (ix *podIndex) podServed(uid types.UID) (*corev1.Pod, []string, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	e, ok := ix.pods[uid]
+	if !ok {
+		return nil, nil, false
+	}
+	return e.pod, ix.servedLocked(e), true
+}
+
+// servedLocked lists the containers of a pod served so far, by this
+// process or (as the informer last saw) by the annotation.
+func (ix *podIndex) servedLocked(e *podEntry) []string {
+	out := slices.Clone(e.servedByAnnotation)
+	for name := range ix.served[e.pod.UID] {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// unserve undoes markServed for a container whose response could not be
+// built, so that it stays available.
+func (ix *podIndex) unserve(uid types.UID, container string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	delete(ix.served[uid], container)
+	ix.notifyLocked()
+}

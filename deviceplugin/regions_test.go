@@ -1,0 +1,169 @@
+package deviceplugin
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tessera-gpu/tessera/pkg/hookenv"
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
+)
+
+func TestRegionDirectoryModesMountsAndCleanup(t *testing.T) {
+	slot := vgpu.SlotID(gpuUUID(0), 0)
+	pod := podSpec("p", time.Now(), testNode, true, testContainer{name: "main", slots: []string{slot}, mem: 2048, cores: 30})
+	h := newHarness(t, newFakeGPUs(1, 2), pod)
+	// A directory left by a pod that is gone before the plugin starts.
+	stale := filepath.Join(h.opts.StateDir, regionsDirName, "uid-gone-before")
+	if err := os.MkdirAll(filepath.Join(stale, "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.startPlugin(1)
+	resp, err := h.kubelet.Allocate(h.ctx, []string{slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(h.opts.StateDir, regionsDirName, "uid-p", "main")
+	wantMounts := map[string]struct {
+		host     string
+		readOnly bool
+	}{
+		ContainerHookLibrary: {h.opts.HookLibrary, true},
+		ContainerPreloadFile: {filepath.Join(h.opts.StateDir, "ld.so.preload"), true},
+		ContainerRegionDir:   {dir, false},
+	}
+	if len(resp.GetMounts()) != len(wantMounts) {
+		t.Errorf("got %d mounts, want %d", len(resp.GetMounts()), len(wantMounts))
+	}
+	for _, m := range resp.GetMounts() {
+		want, ok := wantMounts[m.GetContainerPath()]
+		if !ok || m.GetHostPath() != want.host || m.GetReadOnly() != want.readOnly {
+			t.Errorf("mount %v, want host %q read-only %v", m, want.host, want.readOnly)
+		}
+	}
+	if got := resp.GetEnvs()[hookenv.RegionFile]; got != "/var/run/tessera/usage.region" {
+		t.Errorf("%s = %q", hookenv.RegionFile, got)
+	}
+	if got := resp.GetEnvs()[hookenv.MemoryLimitVar(0)]; got != "2048" {
+		t.Errorf("memory limit %q, want 2048", got)
+	}
+
+	checkMode(t, dir, fs.ModeDir|0o755)
+	checkMode(t, filepath.Dir(dir), fs.ModeDir|0o755)
+	checkMode(t, filepath.Join(dir, regionFileName), 0o666)
+	checkMode(t, filepath.Join(h.opts.StateDir, "ld.so.preload"), 0o644)
+	if info, err := os.Stat(filepath.Join(dir, regionFileName)); err != nil || info.Size() != 0 {
+		t.Errorf("region file: %v, size %d; want an empty file", err, info.Size())
+	}
+
+	// The initial sweep removed the directory of the pod that was gone.
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale region directory survived the start: %v", err)
+	}
+	// The periodic sweep removes one that appears later, and keeps the
+	// live pod's.
+	later := filepath.Join(h.opts.StateDir, regionsDirName, "uid-gone-later")
+	if err := os.MkdirAll(later, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "periodic sweep", func() bool { _, err := os.Stat(later); return os.IsNotExist(err) })
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("the live pod's region directory was swept: %v", err)
+	}
+	// Deleting the pod removes its directories.
+	if err := h.client.CoreV1().Pods("default").Delete(h.ctx, "p", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "region directory removal", func() bool {
+		_, err := os.Stat(filepath.Dir(dir))
+		return os.IsNotExist(err)
+	})
+}
+
+func checkMode(t *testing.T, path string, want fs.FileMode) {
+	t.Helper()
+	info, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Mode() & (fs.ModeType | fs.ModePerm); got != want {
+		t.Errorf("%s has mode %v, want %v", path, got, want)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		t.Errorf("%s is owned by uid %d, want %d", path, st.Uid, os.Geteuid())
+	}
+}
+
+func TestRegionFileReplacesPlantedLinksAndKeepsRegions(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "host-secret")
+	tests := []struct {
+		name string
+		// plant prepares what the container left at the region file path.
+		plant       func(t *testing.T, path string)
+		wantContent string
+	}{
+		{"nothing", func(*testing.T, string) {}, ""},
+		{"a symlink to a host file", func(t *testing.T, path string) {
+			if err := os.Symlink(outside, path); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"a directory", func(t *testing.T, path string) {
+			if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"a region in use", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("live"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "live"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(outside, []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			store := regionStore{stateDir: t.TempDir()}
+			dir := filepath.Join(store.root(), "uid", "c")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			tc.plant(t, filepath.Join(dir, regionFileName))
+			got, err := store.ensureContainer("uid", "c")
+			if err != nil || got != dir {
+				t.Fatalf("ensureContainer = %q, %v", got, err)
+			}
+			checkMode(t, dir, fs.ModeDir|0o755)
+			checkMode(t, filepath.Join(dir, regionFileName), 0o666)
+			checkMode(t, outside, 0o600)
+			if b, err := os.ReadFile(filepath.Join(dir, regionFileName)); err != nil || string(b) != tc.wantContent {
+				t.Errorf("region file holds %q, %v; want %q", b, err, tc.wantContent)
+			}
+		})
+	}
+}
+
+func TestRegionPathsRejectPathNames(t *testing.T) {
+	store := regionStore{stateDir: t.TempDir()}
+	for _, tc := range []struct{ uid, container string }{
+		{"..", "c"}, {"uid", ".."}, {"a/b", "c"}, {"uid", "c/../../x"}, {"", "c"}, {"uid", "nul\x00"},
+	} {
+		if _, err := store.ensureContainer(tc.uid, tc.container); err == nil {
+			t.Errorf("ensureContainer(%q, %q) accepted a path", tc.uid, tc.container)
+		}
+	}
+	if err := store.removePod(types.UID("..")); err != nil {
+		t.Errorf("removePod(..): %v", err)
+	}
+	if _, err := os.Stat(store.stateDir); err != nil {
+		t.Errorf("removePod(..) touched the state dir: %v", err)
+	}
+}

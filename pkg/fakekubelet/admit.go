@@ -1,0 +1,210 @@
+package fakekubelet
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// Allocate calls the plugin's Allocate for one container with the given
+// device IDs, as the kubelet does (one container per call). It does not
+// mark the devices in use; AdmitPod does.
+func (k *Kubelet) Allocate(ctx context.Context, containerSlots []string) (*pluginapi.ContainerAllocateResponse, error) {
+	client, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Allocate(ctx, &pluginapi.AllocateRequest{
+		ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: containerSlots}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allocate %v: %w", containerSlots, err)
+	}
+	if n := len(resp.GetContainerResponses()); n != 1 {
+		return nil, fmt.Errorf("allocate %v: the plugin answered with %d container responses, want 1", containerSlots, n)
+	}
+	return resp.GetContainerResponses()[0], nil
+}
+
+// AllocateRequest sends a raw Allocate request (for tests of how a plugin
+// handles requests the kubelet would not send).
+func (k *Kubelet) AllocateRequest(ctx context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	client, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	return client.Allocate(ctx, req)
+}
+
+// GetPreferredAllocation asks the plugin which size devices of available
+// (including mustInclude) it prefers for one container.
+func (k *Kubelet) GetPreferredAllocation(ctx context.Context, available, mustInclude []string, size int) ([]string, error) {
+	client, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{
+		ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{{
+			AvailableDeviceIDs:   available,
+			MustIncludeDeviceIDs: mustInclude,
+			AllocationSize:       int32(size),
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get preferred allocation of %d from %d devices: %w", size, len(available), err)
+	}
+	if n := len(resp.GetContainerResponses()); n != 1 {
+		return nil, fmt.Errorf("get preferred allocation: the plugin answered with %d container responses, want 1", n)
+	}
+	return resp.GetContainerResponses()[0].GetDeviceIDs(), nil
+}
+
+// ContainerAllocation is what AdmitPod did for one container.
+type ContainerAllocation struct {
+	Container string
+	// Devices are the device IDs the kubelet chose and allocated.
+	Devices []string
+	// Preferred is set when GetPreferredAllocation was asked first.
+	Preferred bool
+	Response  *pluginapi.ContainerAllocateResponse
+}
+
+// AdmitPod allocates devices to every container of the pod that requests
+// the resource, init containers first, like the kubelet's device manager:
+// it picks N healthy free devices, asking GetPreferredAllocation first only
+// when more than N are free (and the plugin offers it), then calls
+// Allocate and marks the devices in use by the pod. On failure the pod's
+// devices are released, as the kubelet does for a rejected pod.
+func (k *Kubelet) AdmitPod(ctx context.Context, pod *corev1.Pod) ([]ContainerAllocation, error) {
+	var out []ContainerAllocation
+	containers := slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
+	for _, c := range containers {
+		n := requested(c, corev1.ResourceName(k.resourceName))
+		if n == 0 {
+			continue
+		}
+		alloc, err := k.admitContainer(ctx, pod, c.Name, n)
+		if err != nil {
+			k.ReleasePod(pod)
+			return nil, fmt.Errorf("admit pod %s/%s: container %s: %w", pod.Namespace, pod.Name, c.Name, err)
+		}
+		out = append(out, alloc)
+	}
+	return out, nil
+}
+
+func (k *Kubelet) admitContainer(ctx context.Context, pod *corev1.Pod, container string, n int) (ContainerAllocation, error) {
+	owner := string(pod.UID) + "/" + container
+	alloc := ContainerAllocation{Container: container}
+	free, preferredAvailable := k.freeDevices()
+	if len(free) < n {
+		return alloc, fmt.Errorf("%d healthy free devices, %d requested", len(free), n)
+	}
+	chosen := free[:n]
+	if len(free) > n && preferredAvailable {
+		preferred, err := k.GetPreferredAllocation(ctx, free, nil, n)
+		if err != nil {
+			return alloc, err
+		}
+		alloc.Preferred = true
+		chosen = fillFrom(preferred, free, n)
+	}
+	if err := k.reserve(owner, chosen); err != nil {
+		return alloc, err
+	}
+	resp, err := k.Allocate(ctx, chosen)
+	if err != nil {
+		k.release(func(o string) bool { return o == owner })
+		return alloc, err
+	}
+	alloc.Devices, alloc.Response = chosen, resp
+	return alloc, nil
+}
+
+// fillFrom keeps the preferred devices that are free (at most n) and adds
+// free ones until there are n, as the kubelet does with a preference that
+// is short or stale.
+func fillFrom(preferred, free []string, n int) []string {
+	out := make([]string, 0, n)
+	for _, id := range preferred {
+		if len(out) < n && slices.Contains(free, id) && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	for _, id := range free {
+		if len(out) < n && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Reserve marks devices in use by owner outside any pod admission, as
+// devices the kubelet's checkpoint holds for a pod the plugin does not know.
+func (k *Kubelet) Reserve(owner string, ids []string) error { return k.reserve(owner, ids) }
+
+// freeDevices lists the healthy devices not in use, sorted.
+func (k *Kubelet) freeDevices() ([]string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var free []string
+	for _, d := range k.devices {
+		if _, used := k.inUse[d.GetID()]; !used && d.GetHealth() == pluginapi.Healthy {
+			free = append(free, d.GetID())
+		}
+	}
+	slices.Sort(free)
+	return free, k.options.GetGetPreferredAllocationAvailable()
+}
+
+// reserve marks devices in use by owner, failing if one already is (a
+// concurrent admission took it).
+func (k *Kubelet) reserve(owner string, ids []string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, id := range ids {
+		if other, used := k.inUse[id]; used {
+			return fmt.Errorf("device %s is already in use by %s", id, other)
+		}
+	}
+	for _, id := range ids {
+		k.inUse[id] = owner
+	}
+	k.notifyLocked()
+	return nil
+}
+
+func (k *Kubelet) release(match func(owner string) bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	maps.DeleteFunc(k.inUse, func(_, owner string) bool { return match(owner) })
+	k.notifyLocked()
+}
+
+// ReleasePod frees the devices of a pod, as the kubelet does when a pod
+// terminates.
+func (k *Kubelet) ReleasePod(pod *corev1.Pod) {
+	prefix := string(pod.UID) + "/"
+	k.release(func(owner string) bool { return strings.HasPrefix(owner, prefix) })
+}
+
+// InUse returns a copy of the devices in use and their owners
+// ("<pod UID>/<container>").
+func (k *Kubelet) InUse() map[string]string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.inUse)
+}
+
+func requested(c corev1.Container, resource corev1.ResourceName) int {
+	q, ok := c.Resources.Limits[resource]
+	if !ok {
+		q = c.Resources.Requests[resource]
+	}
+	return int(q.Value())
+}
