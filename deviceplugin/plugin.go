@@ -112,6 +112,11 @@ type Plugin struct {
 	tune       tuning
 	logger     klog.Logger
 	running    atomic.Bool
+	// registered is what the running server last registered with; nil
+	// while it is not registered. Registered compares it with the sockets
+	// on disk, so a restarted kubelet shows at once, not at the next
+	// reconcile.
+	registered atomic.Pointer[registration]
 }
 
 // New checks the options and builds a plugin; Run starts it.

@@ -70,22 +70,36 @@ func safeName(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
 
-// ensureContainer creates the container's region directory (0755, owned by
-// root) with an empty region file (0666) that the hook initialises. An
-// existing region file is kept as it is: the hook may be using it.
-func (s regionStore) ensureContainer(podUID, container string) (string, error) {
+// RegionFile returns the host path of a container's usage region under the
+// node's state directory: <stateDir>/regions/<podUID>/<container>/usage.region.
+// It is the one definition of that layout: the plugin creates the file
+// there and the node metrics read it from there. Pod UID and container name
+// come from the API, so each must be a single path component; anything that
+// could climb out of the regions directory is an error.
+func RegionFile(stateDir, podUID, container string) (string, error) {
 	if !safeName(podUID) || !safeName(container) {
 		return "", fmt.Errorf("pod UID %q or container name %q cannot name a directory", podUID, container)
 	}
-	podDir := filepath.Join(s.root(), podUID)
-	dir := filepath.Join(podDir, container)
+	return filepath.Join(stateDir, regionsDirName, podUID, container, regionFileName), nil
+}
+
+// ensureContainer creates the container's region directory (0755, owned by
+// root) with an empty region file (0666) that the hook initialises, and
+// returns the directory. An existing region file is kept as it is: the hook
+// may be using it.
+func (s regionStore) ensureContainer(podUID, container string) (string, error) {
+	file, err := RegionFile(s.stateDir, podUID, container)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(file)
 	// The root too: an operator may have cleaned the state directory.
-	for _, d := range []string{s.root(), podDir, dir} {
+	for _, d := range []string{s.root(), filepath.Dir(dir), dir} {
 		if err := ensureRootDir(d); err != nil {
 			return "", err
 		}
 	}
-	if err := ensureRegionFile(filepath.Join(dir, regionFileName)); err != nil {
+	if err := ensureRegionFile(file); err != nil {
 		return "", err
 	}
 	return dir, nil

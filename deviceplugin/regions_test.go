@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -151,6 +152,58 @@ func TestRegionFileReplacesPlantedLinksAndKeepsRegions(t *testing.T) {
 	}
 }
 
+func TestRegionFile(t *testing.T) {
+	tests := []struct {
+		name, uid, container string
+		want                 string // empty: an error is wanted
+	}{
+		{name: "pod and container", uid: "uid-1", container: "main", want: "/var/lib/tessera/regions/uid-1/main/usage.region"},
+		{name: "dots inside a name", uid: "a..b", container: ".hidden", want: "/var/lib/tessera/regions/a..b/.hidden/usage.region"},
+		{name: "parent as pod UID", uid: "..", container: "c"},
+		{name: "parent as container", uid: "uid", container: ".."},
+		{name: "current directory", uid: ".", container: "c"},
+		{name: "slash in pod UID", uid: "a/b", container: "c"},
+		{name: "climbing container", uid: "uid", container: "c/../../x"},
+		{name: "empty pod UID", uid: "", container: "c"},
+		{name: "empty container", uid: "uid", container: ""},
+		{name: "NUL byte", uid: "uid", container: "nul\x00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := RegionFile("/var/lib/tessera", tt.uid, tt.container)
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "cannot name a directory") {
+					t.Fatalf("RegionFile(%q, %q) = %q, %v; want an error", tt.uid, tt.container, got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("RegionFile(%q, %q) = %q, %v; want %q", tt.uid, tt.container, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestEnsureContainerCreatesRegionFile: the file the plugin creates is the
+// one RegionFile names, which the node metrics read.
+func TestEnsureContainerCreatesRegionFile(t *testing.T) {
+	store := regionStore{stateDir: t.TempDir()}
+	dir, err := store.ensureContainer("uid", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := RegionFile(store.stateDir, "uid", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(file) != dir {
+		t.Errorf("region directory %s does not hold RegionFile %s", dir, file)
+	}
+	if info, err := os.Stat(file); err != nil || !info.Mode().IsRegular() {
+		t.Errorf("RegionFile %s is not the created region file: %v", file, err)
+	}
+}
+
 func TestRegionPathsRejectPathNames(t *testing.T) {
 	store := regionStore{stateDir: t.TempDir()}
 	for _, tc := range []struct{ uid, container string }{
@@ -166,4 +219,26 @@ func TestRegionPathsRejectPathNames(t *testing.T) {
 	if _, err := os.Stat(store.stateDir); err != nil {
 		t.Errorf("removePod(..) touched the state dir: %v", err)
 	}
+}
+
+// FuzzRegionFile: whatever the API says a pod UID or container name is,
+// RegionFile either refuses it or names a file exactly three levels below
+// the regions directory.
+func FuzzRegionFile(f *testing.F) {
+	for _, seed := range [][2]string{{"uid", "main"}, {"..", "c"}, {"a/b", "c"}, {"uid", ""}, {"u\x00", "c"}, {".", "."}, {"..0", "0"}} {
+		f.Add(seed[0], seed[1])
+	}
+	const stateDir = "/var/lib/tessera"
+	regions := filepath.Join(stateDir, regionsDirName)
+	f.Fuzz(func(t *testing.T, uid, container string) {
+		file, err := RegionFile(stateDir, uid, container)
+		if err != nil {
+			return
+		}
+		rel, err := filepath.Rel(regions, file)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || len(strings.Split(rel, string(filepath.Separator))) != 3 ||
+			filepath.Base(file) != regionFileName {
+			t.Fatalf("RegionFile(%q, %q) = %q, outside %s/<pod>/<container>/", uid, container, file, regions)
+		}
+	})
 }

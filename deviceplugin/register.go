@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -35,6 +36,31 @@ func (p *Plugin) register(ctx context.Context) error {
 		return fmt.Errorf("register resource %s with kubelet at %s: %w", p.opts.ResourceName, p.kubeletSocketPath(), err)
 	}
 	return nil
+}
+
+// registration identifies one successful Register: the kubelet socket it
+// went through and the plugin socket it announced.
+type registration struct {
+	kubelet, plugin os.FileInfo
+}
+
+// Registered reports whether the plugin is registered with the kubelet that
+// now serves kubelet.sock: true after a successful Register, false once
+// kubelet.sock or the plugin's own socket is removed or replaced (a kubelet
+// restart does both) until the plugin has registered again, and false when
+// the plugin is not running. It only stats two files, so a liveness probe
+// may call it as often as it likes; it never asks the API server.
+func (p *Plugin) Registered() bool {
+	r := p.registered.Load()
+	if r == nil {
+		return false
+	}
+	kubelet, err := os.Stat(p.kubeletSocketPath())
+	if err != nil || !sameSocket(kubelet, r.kubelet) {
+		return false
+	}
+	plugin, err := os.Stat(p.socketPath())
+	return err == nil && sameSocket(plugin, r.plugin)
 }
 
 func pluginOptions() *pluginapi.DevicePluginOptions {

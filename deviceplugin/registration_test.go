@@ -120,6 +120,64 @@ func TestRegistersAgainWhenOnlyKubeletSocketIsRecreated(t *testing.T) {
 	}
 }
 
+func TestRegisteredFollowsTheKubeletSocket(t *testing.T) {
+	tests := []struct {
+		name string
+		// poll is the plugin's poll interval; the filesystem watch is off,
+		// so with an hour nothing can re-register within the test.
+		poll time.Duration
+		// wantReregistered: the new kubelet is registered with in the end.
+		wantReregistered bool
+	}{
+		{name: "no reconcile: not registered with the new kubelet", poll: time.Hour},
+		{name: "the poll registers again", poll: 20 * time.Millisecond, wantReregistered: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, newFakeGPUs(1, 2))
+			p, err := New(h.opts, h.gpus, h.client, h.recorder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.tune.pollInterval, p.tune.noWatch = tc.poll, true
+			if p.Registered() {
+				t.Fatal("Registered before Run")
+			}
+			ctx, cancel := context.WithCancel(h.ctx)
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			h.waitDevices(1, func(d []*pluginapi.Device) bool { return len(d) == 2 })
+			eventually(t, "Registered after the first registration", p.Registered)
+
+			// A new kubelet process: only kubelet.sock is replaced.
+			h.kubelet.Stop()
+			if p.Registered() {
+				t.Error("Registered while there is no kubelet socket")
+			}
+			kubelet, err := fakekubelet.Start(h.opts.DevicePluginDir, testResource)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(kubelet.Stop)
+			h.kubelet = kubelet
+			if !tc.wantReregistered {
+				if p.Registered() || kubelet.Registrations() != 0 {
+					t.Errorf("Registered = %v with %d registrations at the new kubelet, want false and 0", p.Registered(), kubelet.Registrations())
+				}
+			} else {
+				eventually(t, "Registered with the new kubelet", p.Registered)
+				if kubelet.Registrations() < 1 {
+					t.Error("Registered, but the new kubelet saw no registration")
+				}
+			}
+			stopRun(t, cancel, done)
+			if p.Registered() {
+				t.Error("Registered after Run returned")
+			}
+		})
+	}
+}
+
 func TestRegistersWhenKubeletAppearsLater(t *testing.T) {
 	h := newHarness(t, newFakeGPUs(1, 3))
 	h.kubelet.Stop() // No kubelet.sock when the plugin starts.

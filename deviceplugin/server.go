@@ -116,7 +116,17 @@ func (p *Plugin) serveAndRegister(ctx context.Context) error {
 
 	// registeredWith is the kubelet socket the current server registered
 	// with; a different file at that path means the kubelet restarted.
+	// Every change is published for Registered.
 	var registeredWith os.FileInfo
+	setRegistered := func(kubelet os.FileInfo) {
+		registeredWith = kubelet
+		if kubelet == nil || srv == nil {
+			p.registered.Store(nil)
+			return
+		}
+		p.registered.Store(&registration{kubelet: kubelet, plugin: srv.socket})
+	}
+	defer setRegistered(nil)
 	retryLater := func(what string, err error) {
 		p.logger.Error(err, what+"; will retry", "retryIn", backoff)
 		retry.Reset(backoff)
@@ -130,7 +140,7 @@ func (p *Plugin) serveAndRegister(ctx context.Context) error {
 			p.stopServer(srv)
 			srv = nil
 		}
-		registeredWith = nil
+		setRegistered(nil)
 		started, err := p.startServer()
 		if err != nil {
 			retryLater("Starting the plugin server", err)
@@ -154,7 +164,7 @@ func (p *Plugin) serveAndRegister(ctx context.Context) error {
 			if registeredWith != nil {
 				p.logger.Info("Kubelet socket is gone; waiting for the kubelet", "socket", p.kubeletSocketPath())
 			}
-			registeredWith = nil
+			setRegistered(nil)
 			return
 		}
 		if registeredWith != nil && sameSocket(kubelet, registeredWith) {
@@ -169,7 +179,7 @@ func (p *Plugin) serveAndRegister(ctx context.Context) error {
 			retryLater("Registering with the kubelet", err)
 			return
 		}
-		registeredWith = kubelet
+		setRegistered(kubelet)
 		backoff = 200 * time.Millisecond
 		p.logger.Info("Registered with the kubelet", "resource", p.opts.ResourceName)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/region"
 )
 
@@ -67,9 +68,14 @@ func encodeRegion(t *testing.T, uuids []string, procs []testProc) []byte {
 
 func TestRegionFiles(t *testing.T) {
 	stateDir := t.TempDir()
-	path := RegionPathUnder(stateDir)
+	path := func(podUID, container string) (string, error) {
+		return deviceplugin.RegionFile(stateDir, podUID, container)
+	}
 	write := func(uid, ctr string, data []byte) {
-		p := path(uid, ctr)
+		p, err := path(uid, ctr)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}

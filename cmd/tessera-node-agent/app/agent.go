@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -25,27 +23,28 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
-// healthShutdownTimeout bounds how long an in-flight probe may finish.
-const healthShutdownTimeout = 5 * time.Second
-
 // Agent is the node agent's running parts: the GPU tracker, the device
-// plugin and the node publisher (both fed by the tracker), and the health
-// endpoint.
+// plugin and the node publisher (both fed by the tracker), the health
+// probes and the node metrics (with the pod informer they read).
 type Agent struct {
 	nodeName    string
 	tracker     *gpu.Tracker
 	plugin      *deviceplugin.Plugin
 	publisher   *nodepublish.Publisher
 	broadcaster record.EventBroadcaster
-	health      net.Listener // nil when disabled, and once Run serves it
-	healthAddr  string       // the address health listens on; "" when disabled
-	checks      []healthCheck
+	// podInformers feed the metrics' pod lister; nil when metrics are
+	// disabled, so that no second pod watch runs for nothing.
+	podInformers informers.SharedInformerFactory
+	health       *endpoint // nil when disabled
+	metrics      *endpoint // nil when disabled
+	// liveness answers /healthz and readiness /readyz.
+	liveness, readiness []healthCheck
 }
 
 // NewAgent discovers the GPUs through lib and builds every part. It listens
-// on the health address at once, so that a taken port fails here and not
-// later. Run releases what NewAgent took; Close does for an Agent that will
-// not run.
+// on the health and metrics addresses at once, so that a taken port fails
+// here and not later. Run releases what NewAgent took; Close does for an
+// Agent that will not run.
 func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, client kubernetes.Interface, lib nvml.Interface) (_ *Agent, err error) {
 	if client == nil || lib == nil {
 		return nil, errors.New("node agent: no Kubernetes client or no NVML library")
@@ -65,7 +64,6 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 	recorder := a.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: opts.NodeName})
 
 	keys := cfg.Keys()
-	pluginDevices := &watchedDevices{DeviceSource: a.tracker}
 	a.plugin, err = deviceplugin.New(deviceplugin.Options{
 		ResourceName:    cfg.Resources.VGPU,
 		NodeName:        opts.NodeName,
@@ -73,7 +71,7 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 		StateDir:        cfg.Node.StateDir,
 		HookLibrary:     cfg.Node.HookLibrary,
 		Keys:            keys,
-	}, pluginDevices, client, recorder)
+	}, a.tracker, client, recorder)
 	if err != nil {
 		return nil, fmt.Errorf("node agent on %s: %w", opts.NodeName, err)
 	}
@@ -85,15 +83,24 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 	if err != nil {
 		return nil, fmt.Errorf("node agent on %s: %w", opts.NodeName, err)
 	}
-	a.checks = []healthCheck{
-		{name: "device-plugin", check: pluginRegisteredCheck(a.plugin, pluginDevices.watched)},
-		{name: "node-inventory", check: nodePublishedCheck(opts.NodeName, a.publisher.Published)},
+	// Liveness asks only the kubelet's side: an API server outage must not
+	// make the kubelet restart every agent of the cluster.
+	registered := healthCheck{name: "device-plugin", check: pluginRegisteredCheck(a.plugin)}
+	a.liveness = []healthCheck{registered}
+	a.readiness = []healthCheck{registered,
+		{name: "node-inventory", check: nodePublishedCheck(opts.NodeName, a.publisher.Published)}}
+	if a.health, err = listenEndpoint(ctx, "health probes", opts.HealthAddr, healthHandler(a.liveness, a.readiness)); err != nil {
+		return nil, err
 	}
-	if opts.HealthAddr != "0" {
-		if a.health, err = (&net.ListenConfig{}).Listen(ctx, "tcp", opts.HealthAddr); err != nil {
-			return nil, fmt.Errorf("listen for health probes on %s: %w", opts.HealthAddr, err)
+	if opts.MetricsAddr != "0" {
+		handler, factory, err := newMetricsHandler(cfg, opts.NodeName, a.tracker, client)
+		if err != nil {
+			return nil, err
 		}
-		a.healthAddr = a.health.Addr().String()
+		a.podInformers = factory
+		if a.metrics, err = listenEndpoint(ctx, "metrics", opts.MetricsAddr, handler); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -103,19 +110,18 @@ func (a *Agent) GPUs() []vgpu.GPU { return a.tracker.GPUs() }
 
 // HealthAddr is the address the health endpoint listens on ("" when
 // disabled); with port 0 in --health-addr it tells which port was chosen.
-func (a *Agent) HealthAddr() string { return a.healthAddr }
+func (a *Agent) HealthAddr() string { return a.health.Addr() }
 
-// Healthy is what /healthz answers: nil once the plugin is registered and
-// the Node is published.
-func (a *Agent) Healthy() error {
-	var errs []error
-	for _, c := range a.checks {
-		if err := c.check(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
+// MetricsAddr is the address /metrics is served on ("" when disabled).
+func (a *Agent) MetricsAddr() string { return a.metrics.Addr() }
+
+// Live is what /healthz answers: nil while the device plugin is registered
+// with the kubelet.
+func (a *Agent) Live() error { return runChecks(a.liveness) }
+
+// Ready is what /readyz answers: nil while the plugin is registered and
+// the Node carries the GPU inventory.
+func (a *Agent) Ready() error { return runChecks(a.readiness) }
 
 // Run runs every part until ctx is done or one of them fails, then stops
 // them all, waits for every goroutine, and releases NVML. It returns nil
@@ -144,31 +150,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("GPU health tracker", a.tracker.Run)
 	run("device plugin", a.plugin.Run)
 	run("node publisher", a.publisher.Run)
-	if a.health != nil {
-		srv := &http.Server{
-			Handler:           healthHandler(a.checks),
-			ReadHeaderTimeout: 10 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return gctx },
-		}
-		ln := a.health
-		a.health = nil // Serve owns it now, and closes it.
+	if factory := a.podInformers; factory != nil {
+		// Started here, not in NewAgent, so that Shutdown joins its
+		// goroutines before Run returns.
 		g.Go(func() error {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve health probes on %s: %w", ln.Addr(), err)
+			factory.Start(gctx.Done())
+			// Waits until the pods are listed or the agent stops; until
+			// then the metrics leave allocations out (syncedPods).
+			factory.WaitForCacheSync(gctx.Done())
+			if gctx.Err() == nil {
+				logger.Info("Pods for node metrics listed", "node", a.nodeName)
 			}
-			return nil
-		})
-		g.Go(func() error {
 			<-gctx.Done()
-			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), healthShutdownTimeout)
-			defer cancel()
-			if err := srv.Shutdown(shutdownCtx); err != nil {
-				logger.Error(err, "Health server did not shut down cleanly")
-			}
+			factory.Shutdown()
 			return nil
 		})
-		logger.Info("Serving health probes", "address", ln.Addr().String())
 	}
+	a.health.serve(gctx, g)
+	a.metrics.serve(gctx, g)
 	logger.Info("Node agent running", "node", a.nodeName, "gpus", len(a.tracker.GPUs()))
 	err := g.Wait()
 	if err != nil {
@@ -185,10 +184,8 @@ func (a *Agent) Close() { a.release() }
 // release frees what NewAgent took; safe on a partly built Agent and more
 // than once.
 func (a *Agent) release() {
-	if a.health != nil {
-		_ = a.health.Close()
-		a.health = nil
-	}
+	a.health.close()
+	a.metrics.close()
 	if a.broadcaster != nil {
 		a.broadcaster.Shutdown()
 		a.broadcaster = nil

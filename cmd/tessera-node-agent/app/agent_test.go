@@ -14,7 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app/options"
@@ -68,6 +70,7 @@ func newTestSetup(t *testing.T) *testSetup {
 	opts := options.New()
 	opts.NodeName = testNode
 	opts.HealthAddr = "127.0.0.1:0"
+	opts.MetricsAddr = "127.0.0.1:0"
 	return &testSetup{
 		cfg: cfg, opts: opts, lib: lib, kubelet: kubelet,
 		client: fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}}),
@@ -82,8 +85,8 @@ func TestAgentRunsEndToEndAndStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewAgent: %v", err)
 	}
-	if err := agent.Healthy(); err == nil {
-		t.Error("the agent is healthy before it has run")
+	if agent.Live() == nil || agent.Ready() == nil {
+		t.Error("the agent is live or ready before it has run")
 	}
 	gpus := agent.GPUs()
 	if len(gpus) != 2 {
@@ -92,17 +95,22 @@ func TestAgentRunsEndToEndAndStopsCleanly(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(runCtx) }()
-	// Read while running: the address must stay known once Run serves it.
+	// Read while running: the addresses must stay known once Run serves them.
 	healthURL := "http://" + agent.HealthAddr() + "/healthz"
-	if agent.HealthAddr() == "" {
-		t.Fatal("HealthAddr is empty although --health-addr is set")
+	readyURL := "http://" + agent.HealthAddr() + "/readyz"
+	metricsURL := "http://" + agent.MetricsAddr() + "/metrics"
+	if agent.HealthAddr() == "" || agent.MetricsAddr() == "" {
+		t.Fatalf("health address %q or metrics address %q is empty although both are set", agent.HealthAddr(), agent.MetricsAddr())
 	}
 
-	// The probe turns 200 once the plugin is registered and the Node is
-	// published; both are then checked directly.
-	poll(t, "healthz 200", func() bool { code, _ := get(healthURL); return code == http.StatusOK })
+	// Ready once the plugin is registered and the Node is published; both
+	// are then checked directly.
+	poll(t, "readyz 200", func() bool { code, _ := get(readyURL); return code == http.StatusOK })
+	if code, err := get(healthURL); code != http.StatusOK {
+		t.Errorf("healthz = %d, %v while ready", code, err)
+	}
 	if s.kubelet.Registrations() < 1 {
-		t.Error("healthz is ok but the kubelet saw no registration")
+		t.Error("readyz is ok but the kubelet saw no registration")
 	}
 	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer waitCancel()
@@ -119,6 +127,8 @@ func TestAgentRunsEndToEndAndStopsCleanly(t *testing.T) {
 	if got := node.Status.Allocatable[memName]; got.Value() != wantMem {
 		t.Errorf("allocatable %s = %s, want %d", memName, got.String(), wantMem)
 	}
+
+	s.checkMetricsOfAdmittedPod(t, waitCtx, metricsURL, gpus[0])
 
 	// A critical Xid reaches both the kubelet and the Node.
 	if err := s.lib.InjectXid(gpus[0].UUID, 79); err != nil {
@@ -141,25 +151,79 @@ func TestAgentRunsEndToEndAndStopsCleanly(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return within 20s of cancel")
 	}
-	if code, err := get(healthURL); err == nil {
-		t.Errorf("health endpoint still answers (%d) after Run returned", code)
+	for _, url := range []string{healthURL, metricsURL} {
+		if code, err := get(url); err == nil {
+			t.Errorf("%s still answers (%d) after Run returned", url, code)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(s.cfg.Node.DevicePluginDir, deviceplugin.SocketName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("plugin socket still exists after Run returned: %v", err)
 	}
 }
 
-func TestNewAgentFailsOnATakenHealthPort(t *testing.T) {
+// TestLivenessDoesNotNeedTheAPIServer: with every Node write refused, the
+// agent is alive (the kubelet must not restart it) but not ready.
+func TestLivenessDoesNotNeedTheAPIServer(t *testing.T) {
 	s := newTestSetup(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s.client.PrependReactor("patch", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("API server unavailable")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	agent, err := NewAgent(ctx, s.cfg, s.opts, s.client, s.lib)
+	if err != nil {
+		t.Fatalf("NewAgent: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(ctx) }()
+	base := "http://" + agent.HealthAddr()
+	poll(t, "healthz 200", func() bool { code, _ := get(base + "/healthz"); return code == http.StatusOK })
+	code, body := getBody(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "node-inventory") || strings.Contains(body, "device-plugin") {
+		t.Errorf("readyz = %d %q, want 503 naming only the node inventory", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestNewAgentFailsOnATakenPort(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(*options.Options, string)
+		want string
+	}{
+		{"health", func(o *options.Options, addr string) { o.HealthAddr = addr }, "listen for health probes on "},
+		{"metrics", func(o *options.Options, addr string) { o.MetricsAddr = addr }, "listen for metrics on "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSetup(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = ln.Close() }()
+			tt.set(s.opts, ln.Addr().String())
+			_, err = NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
+			if err == nil || !strings.Contains(err.Error(), tt.want+ln.Addr().String()) {
+				t.Fatalf("NewAgent error = %v, want one containing %q", err, tt.want+ln.Addr().String())
+			}
+		})
+	}
+}
+
+func TestDisabledEndpointsHaveNoAddress(t *testing.T) {
+	s := newTestSetup(t)
+	s.opts.HealthAddr, s.opts.MetricsAddr = "0", "0"
+	agent, err := NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = ln.Close() }()
-	s.opts.HealthAddr = ln.Addr().String()
-	_, err = NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
-	if err == nil || !strings.Contains(err.Error(), "listen for health probes on "+ln.Addr().String()) {
-		t.Fatalf("NewAgent error = %v, want one naming the health address", err)
+	defer agent.Close()
+	if agent.HealthAddr() != "" || agent.MetricsAddr() != "" || agent.podInformers != nil {
+		t.Errorf("disabled endpoints: health %q, metrics %q, pod informers %v", agent.HealthAddr(), agent.MetricsAddr(), agent.podInformers)
 	}
 }
 
@@ -180,6 +244,20 @@ func countHealthy(devices []*pluginapi.Device) int {
 		}
 	}
 	return n
+}
+
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:gosec // a loopback URL the test built
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func get(url string) (int, error) {

@@ -1,6 +1,7 @@
 // Package app is the tessera-node-agent command: it wires the GPU tracker
 // (pkg/gpu), the kubelet device plugin (deviceplugin) and the node publisher
-// (pkg/nodepublish) to one API client, health probes and signal handling.
+// (pkg/nodepublish) to one API client, health probes, the node metrics
+// (pkg/nodemetrics) and signal handling.
 package app
 
 import (
@@ -29,8 +30,9 @@ func NewCommand() *cobra.Command {
 		Long: `tessera-node-agent runs on every GPU node. It finds the GPUs through NVML
 (or go-nvml's mock GPUs), follows their health through Xid events, advertises
 one kubelet device per GPU slot, hands each container the GPUs and limits the
-scheduler extender chose, and publishes the GPU inventory annotation and the
-memory and cores extended resources on its Node.`,
+scheduler extender chose, publishes the GPU inventory annotation and the
+memory and cores extended resources on its Node, and serves per-GPU and
+per-container Prometheus metrics.`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -6,57 +6,68 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/tessera-gpu/tessera/deviceplugin"
 )
 
 func TestHealthHandler(t *testing.T) {
 	ok := func() error { return nil }
 	notYet := func(what string) func() error { return func() error { return errors.New(what) } }
+	type answer struct {
+		code int
+		// body are substrings the answer must contain, absent those it
+		// must not (checks that passed).
+		body, absent []string
+	}
 	tests := []struct {
-		name     string
-		checks   []healthCheck
-		wantCode int
-		wantBody []string
-		// wantAbsent are checks that passed and must not be reported.
-		wantAbsent []string
+		name       string
+		registered func() error
+		published  func() error
+		healthz    answer
+		readyz     answer
 	}{
 		{
-			name:     "starting: nothing done",
-			checks:   []healthCheck{{"device-plugin", notYet("not registered")}, {"node-inventory", notYet("not published")}},
-			wantCode: http.StatusServiceUnavailable,
-			wantBody: []string{"device-plugin: not registered", "node-inventory: not published"},
+			name:       "starting: nothing done",
+			registered: notYet("not registered"), published: notYet("not published"),
+			healthz: answer{code: http.StatusServiceUnavailable, body: []string{"device-plugin: not registered"}, absent: []string{"node-inventory"}},
+			readyz:  answer{code: http.StatusServiceUnavailable, body: []string{"device-plugin: not registered", "node-inventory: not published"}},
 		},
 		{
-			name:       "registered, node not yet published",
-			checks:     []healthCheck{{"device-plugin", ok}, {"node-inventory", notYet("not published")}},
-			wantCode:   http.StatusServiceUnavailable,
-			wantBody:   []string{"node-inventory: not published"},
-			wantAbsent: []string{"device-plugin"},
+			// The API server is down: alive, not ready.
+			name:       "registered, node not published",
+			registered: ok, published: notYet("not published"),
+			healthz: answer{code: http.StatusOK, body: []string{"ok"}, absent: []string{"node-inventory"}},
+			readyz:  answer{code: http.StatusServiceUnavailable, body: []string{"node-inventory: not published"}, absent: []string{"device-plugin"}},
 		},
 		{
-			name:     "registered and published",
-			checks:   []healthCheck{{"device-plugin", ok}, {"node-inventory", ok}},
-			wantCode: http.StatusOK,
-			wantBody: []string{"ok"},
+			name:       "kubelet restarted: registration pending",
+			registered: notYet("not registered"), published: ok,
+			healthz: answer{code: http.StatusServiceUnavailable, body: []string{"device-plugin: not registered"}},
+			readyz:  answer{code: http.StatusServiceUnavailable, body: []string{"device-plugin: not registered"}, absent: []string{"node-inventory"}},
+		},
+		{
+			name:       "registered and published",
+			registered: ok, published: ok,
+			healthz: answer{code: http.StatusOK, body: []string{"ok"}},
+			readyz:  answer{code: http.StatusOK, body: []string{"ok"}},
 		},
 	}
 	for _, tt := range tests {
-		for _, path := range []string{"/healthz", "/readyz"} {
+		registered := healthCheck{"device-plugin", tt.registered}
+		handler := healthHandler([]healthCheck{registered}, []healthCheck{registered, {"node-inventory", tt.published}})
+		for path, want := range map[string]answer{"/healthz": tt.healthz, "/readyz": tt.readyz} {
 			t.Run(tt.name+path, func(t *testing.T) {
 				rec := httptest.NewRecorder()
-				healthHandler(tt.checks).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-				if rec.Code != tt.wantCode {
-					t.Errorf("code %d, want %d", rec.Code, tt.wantCode)
+				handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+				if rec.Code != want.code {
+					t.Errorf("code %d, want %d", rec.Code, want.code)
 				}
-				for _, want := range tt.wantBody {
-					if !strings.Contains(rec.Body.String(), want) {
-						t.Errorf("body %q does not contain %q", rec.Body.String(), want)
+				for _, s := range want.body {
+					if !strings.Contains(rec.Body.String(), s) {
+						t.Errorf("body %q does not contain %q", rec.Body.String(), s)
 					}
 				}
-				for _, absent := range tt.wantAbsent {
-					if strings.Contains(rec.Body.String(), absent) {
-						t.Errorf("body %q reports %s, which passed", rec.Body.String(), absent)
+				for _, s := range want.absent {
+					if strings.Contains(rec.Body.String(), s) {
+						t.Errorf("body %q reports %s, which is not checked or passed", rec.Body.String(), s)
 					}
 				}
 			})
@@ -69,56 +80,11 @@ type fakeRegistration bool
 func (f fakeRegistration) Registered() bool { return bool(f) }
 
 func TestPluginRegisteredCheck(t *testing.T) {
-	watched := false
-	isWatched := func() bool { return watched }
-	// Without a reporter the check asks whether a kubelet watches.
-	check := pluginRegisteredCheck(struct{}{}, isWatched)
-	if err := check(); err == nil || !strings.Contains(err.Error(), "no kubelet is watching") {
-		t.Errorf("unwatched: %v, want an error saying no kubelet watches", err)
+	if err := pluginRegisteredCheck(fakeRegistration(false))(); err == nil || !strings.Contains(err.Error(), "not registered with the kubelet") {
+		t.Errorf("unregistered plugin: %v, want an error saying it is not registered", err)
 	}
-	watched = true
-	if err := check(); err != nil {
-		t.Errorf("watched: %v", err)
-	}
-	// A reporter is believed over the watch.
-	if err := pluginRegisteredCheck(fakeRegistration(false), isWatched)(); err == nil {
-		t.Error("a plugin that says it is not registered passed the check")
-	}
-	watched = false
-	if err := pluginRegisteredCheck(fakeRegistration(true), isWatched)(); err != nil {
-		t.Errorf("a registered plugin failed the check: %v", err)
-	}
-}
-
-// fakeSource is a DeviceSource that counts unsubscriptions.
-type fakeSource struct {
-	deviceplugin.DeviceSource
-	unsubscribed int
-}
-
-func (f *fakeSource) Subscribe() (<-chan struct{}, func()) {
-	return make(chan struct{}), func() { f.unsubscribed++ }
-}
-
-func TestWatchedDevicesCountsOpenSubscriptions(t *testing.T) {
-	src := &fakeSource{}
-	w := &watchedDevices{DeviceSource: src}
-	if w.watched() {
-		t.Fatal("watched before any subscription")
-	}
-	_, first := w.Subscribe()
-	_, second := w.Subscribe()
-	first()
-	first() // a second call must not count twice
-	if !w.watched() {
-		t.Error("not watched while one subscription is open")
-	}
-	second()
-	if w.watched() {
-		t.Error("still watched after every subscription ended")
-	}
-	if src.unsubscribed != 2 {
-		t.Errorf("the source saw %d unsubscriptions, want 2", src.unsubscribed)
+	if err := pluginRegisteredCheck(fakeRegistration(true))(); err != nil {
+		t.Errorf("registered plugin failed the check: %v", err)
 	}
 }
 
@@ -131,5 +97,19 @@ func TestNodePublishedCheck(t *testing.T) {
 	published = true
 	if err := check(); err != nil {
 		t.Errorf("published: %v", err)
+	}
+}
+
+func TestRunChecksNamesEveryFailure(t *testing.T) {
+	err := runChecks([]healthCheck{
+		{"a", func() error { return errors.New("broken") }},
+		{"b", func() error { return nil }},
+		{"c", func() error { return errors.New("late") }},
+	})
+	if err == nil || !strings.Contains(err.Error(), "a: broken") || !strings.Contains(err.Error(), "c: late") || strings.Contains(err.Error(), "b:") {
+		t.Errorf("runChecks = %v, want a and c named, b not", err)
+	}
+	if err := runChecks([]healthCheck{{"ok", func() error { return nil }}}); err != nil {
+		t.Errorf("passing checks: %v", err)
 	}
 }

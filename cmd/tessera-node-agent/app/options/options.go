@@ -28,6 +28,8 @@ type Options struct {
 	Kubeconfig string
 	// HealthAddr serves /healthz and /readyz; "0" disables it.
 	HealthAddr string
+	// MetricsAddr serves /metrics (pkg/nodemetrics); "0" disables it.
+	MetricsAddr string
 
 	KubeAPIQPS   float32
 	KubeAPIBurst int
@@ -40,6 +42,8 @@ func New() *Options {
 		// All interfaces: the kubelet probes the pod's IP, and the agent
 		// runs with the host network.
 		HealthAddr: ":8080",
+		// The port the Helm chart's nodeAgent.metrics.port defaults to.
+		MetricsAddr: ":9395",
 		// The agent writes rarely (its Node on GPU changes, a pod
 		// annotation per allocation); the defaults leave room for bursts
 		// of allocations after a node restart.
@@ -53,7 +57,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Tessera configuration file (resource names, annotation prefix, node settings); empty uses the defaults.")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Name of the Node this agent runs on; defaults to $"+NodeNameEnv+".")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses the in-cluster configuration.")
-	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "host:port serving /healthz and /readyz (ok once the device plugin is registered and the Node is published); \"0\" disables it.")
+	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "host:port serving /healthz (ok while the device plugin is registered with the kubelet) and /readyz (ok once, in addition, the Node carries the GPU inventory); \"0\" disables it.")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, "host:port serving Prometheus /metrics: per GPU and per container; \"0\" disables it.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
 }
@@ -69,17 +74,31 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--node-name %q is not a valid node name: %s", o.NodeName, strings.Join(problems, "; ")))
 		}
 	}
-	if o.HealthAddr != "0" {
-		if _, port, err := net.SplitHostPort(o.HealthAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--health-addr %q: %w", o.HealthAddr, err))
-		} else if port == "" {
-			errs = append(errs, fmt.Errorf("--health-addr %q has no port", o.HealthAddr))
+	for _, a := range []struct{ flag, addr string }{
+		{"--health-addr", o.HealthAddr},
+		{"--metrics-addr", o.MetricsAddr},
+	} {
+		if err := validateListenAddr(a.flag, a.addr); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	return errors.Join(errs...)
+}
+
+// validateListenAddr checks a host:port flag; "0" means disabled.
+func validateListenAddr(flag, addr string) error {
+	if addr == "0" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	} else if port == "" {
+		return fmt.Errorf("%s %q has no port", flag, addr)
+	}
+	return nil
 }
 
 // LoadConfig reads --config, or returns the defaults when it is empty. Its

@@ -23,11 +23,15 @@ func TestValidate(t *testing.T) {
 		{name: "invalid node name", args: []string{"--node-name=GPU_1"}, wantErr: []string{`--node-name "GPU_1" is not a valid node name`}},
 		{name: "health address without port", args: []string{"--node-name=n", "--health-addr=localhost"}, wantErr: []string{`--health-addr "localhost"`}},
 		{name: "health address with empty port", args: []string{"--node-name=n", "--health-addr=127.0.0.1:"}, wantErr: []string{"has no port"}},
+		{name: "metrics disabled", args: []string{"--node-name=gpu-1", "--metrics-addr=0"}},
+		{name: "loopback metrics port 0", args: []string{"--node-name=gpu-1", "--metrics-addr=127.0.0.1:0"}},
+		{name: "metrics address without port", args: []string{"--node-name=n", "--metrics-addr=localhost"}, wantErr: []string{`--metrics-addr "localhost"`}},
+		{name: "metrics address with empty port", args: []string{"--node-name=n", "--metrics-addr=:"}, wantErr: []string{`--metrics-addr ":" has no port`}},
 		{name: "zero qps", args: []string{"--node-name=n", "--kube-api-qps=0"}, wantErr: []string{"--kube-api-qps 0"}},
 		{
 			name:    "every problem at once",
-			args:    []string{"--node-name=", "--health-addr=x", "--kube-api-burst=-1"},
-			wantErr: []string{"--node-name", "--health-addr", "--kube-api-burst"},
+			args:    []string{"--node-name=", "--health-addr=x", "--metrics-addr=y", "--kube-api-burst=-1"},
+			wantErr: []string{"--node-name", "--health-addr", "--metrics-addr", "--kube-api-burst"},
 		},
 	}
 	for _, tt := range tests {
