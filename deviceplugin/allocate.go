@@ -53,6 +53,12 @@ func (p *Plugin) allocate(ctx context.Context, req *pluginapi.AllocateRequest) (
 		reqs[i] = r
 	}
 
+	// Slots the plugin itself preferred match a container exactly; any
+	// other call (the kubelet chose the slots) may be for a pod the
+	// informer has not delivered yet.
+	if !p.index.allExact(reqs) {
+		p.refreshPods(ctx)
+	}
 	claims, failure := p.claimWaiting(ctx, reqs)
 	if failure != nil {
 		return nil, p.reject("Allocate", failure.code, "allocate: "+failure.msg, failure.pod)

@@ -55,11 +55,7 @@ func (p *Plugin) onPodChange(obj any) {
 		p.index.remove(pod.UID)
 		return
 	}
-	entry, previous := p.index.upsert(pod)
-	if entry.problem != "" && !entry.terminal && (previous == nil || previous.problem != entry.problem) {
-		p.logger.Error(nil, "Pod on this node has GPU annotations that cannot be used; its GPU containers will be refused",
-			"pod", klog.KObj(pod), "problem", entry.problem)
-	}
+	p.logPodProblem(p.index.upsert(pod))
 }
 
 func (p *Plugin) onPodDelete(obj any) {

@@ -50,6 +50,28 @@ func (ix *podIndex) claim(reqs []slotRequest) ([]claim, *matchFailure) {
 	return claims, nil
 }
 
+// allExact reports whether every request names exactly the slots of a
+// distinct unserved container.
+func (ix *podIndex) allExact(reqs []slotRequest) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	taken := make(map[*assignedContainer]bool, len(reqs))
+	for _, r := range reqs {
+		found := false
+		ix.eachUnservedLocked(func(c candidate) bool {
+			if !taken[c.container] && slices.Equal(c.container.slots, r.slots) {
+				taken[c.container], found = true, true
+				return false
+			}
+			return true
+		})
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // find is the read-only match: the pod and container the request would be
 // matched to now, if any (to name them in an error).
 func (ix *podIndex) find(r slotRequest) (*corev1.Pod, string, bool) {

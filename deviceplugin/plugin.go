@@ -82,6 +82,9 @@ type tuning struct {
 	registerBackoffMax time.Duration
 	// sweepInterval is how often stale region directories are removed.
 	sweepInterval time.Duration
+	// refreshTimeout bounds the List that brings the pod index up to date
+	// before a kubelet call is matched.
+	refreshTimeout time.Duration
 	// patchTimeout bounds recording a container in the Allocated annotation.
 	patchTimeout time.Duration
 	// stopTimeout bounds a graceful stop of the gRPC server.
@@ -94,6 +97,7 @@ func defaultTuning() tuning {
 		pollInterval:       5 * time.Second,
 		registerBackoffMax: 30 * time.Second,
 		sweepInterval:      10 * time.Minute,
+		refreshTimeout:     5 * time.Second,
 		patchTimeout:       10 * time.Second,
 		stopTimeout:        5 * time.Second,
 	}
@@ -109,6 +113,7 @@ type Plugin struct {
 	regions  regionStore
 	// patchLocks serialise the Allocated patches of each pod.
 	patchLocks podLocks
+	refresher  podRefresher
 	tune       tuning
 	logger     klog.Logger
 	running    atomic.Bool

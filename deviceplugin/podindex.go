@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,7 +31,14 @@ type podIndex struct {
 	// changed is closed (and replaced) whenever pods change, waking
 	// callers that wait for a pod the informer has not delivered yet.
 	changed chan struct{}
+	// removed remembers recently deleted pods, so that a List that raced
+	// with a deletion cannot bring a deleted pod back (addIfUnknown).
+	removed map[types.UID]time.Time
 }
+
+// removedMemory is how long a deleted pod is remembered: far longer than a
+// List takes.
+const removedMemory = 5 * time.Minute
 
 func newPodIndex(node string, resource corev1.ResourceName, keys annotations.Keys) *podIndex {
 	return &podIndex{
@@ -40,6 +48,7 @@ func newPodIndex(node string, resource corev1.ResourceName, keys annotations.Key
 		pods:     map[types.UID]*podEntry{},
 		served:   map[types.UID]map[string]bool{},
 		changed:  make(chan struct{}),
+		removed:  map[types.UID]time.Time{},
 	}
 }
 
@@ -57,10 +66,35 @@ func (ix *podIndex) upsert(pod *corev1.Pod) (entry, previous *podEntry) {
 	return entry, previous
 }
 
+// addIfUnknown adds a pod that the index has never seen (nor seen deleted)
+// and reports whether it did.
+func (ix *podIndex) addIfUnknown(pod *corev1.Pod) bool {
+	entry := newPodEntry(pod, ix.node, ix.resource, ix.keys)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if _, known := ix.pods[pod.UID]; known {
+		return false
+	}
+	if _, gone := ix.removed[pod.UID]; gone {
+		return false
+	}
+	ix.pods[pod.UID] = entry
+	ix.ordered = nil
+	ix.notifyLocked()
+	return true
+}
+
 // remove forgets a pod.
 func (ix *podIndex) remove(uid types.UID) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	now := time.Now()
+	for old, at := range ix.removed {
+		if now.Sub(at) > removedMemory {
+			delete(ix.removed, old)
+		}
+	}
+	ix.removed[uid] = now
 	delete(ix.pods, uid)
 	delete(ix.served, uid)
 	ix.ordered = nil

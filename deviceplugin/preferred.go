@@ -98,6 +98,7 @@ func (p *Plugin) preferFor(ctx context.Context, cr *pluginapi.ContainerPreferred
 			fmt.Sprintf("%d must-include slots exceed the allocation size %d", len(must), size)}
 	}
 
+	p.refreshPods(ctx)
 	deadline := time.NewTimer(p.tune.matchWait)
 	defer deadline.Stop()
 	for {
