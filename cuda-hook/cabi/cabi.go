@@ -50,6 +50,7 @@ static void proc_offsets(size_t *o)
     o[3] = offsetof(struct tessera_region_proc, pending_bytes);
     o[4] = offsetof(struct tessera_region_proc, launches);
     o[5] = offsetof(struct tessera_region_proc, last_launch_ns);
+    o[6] = offsetof(struct tessera_region_proc, busy_ns);
 }
 */
 import "C"
@@ -92,7 +93,8 @@ func deviceFields() []string {
 }
 
 func procFields() []string {
-	return []string{"pid", "start_time", "used_bytes", "pending_bytes", "launches", "last_launch_ns"}
+	return []string{"pid", "start_time", "used_bytes", "pending_bytes", "launches", "last_launch_ns",
+		"busy_ns"}
 }
 
 func layout(size C.size_t, names []string, fill func(*C.size_t)) Layout {

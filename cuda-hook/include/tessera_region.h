@@ -16,7 +16,10 @@
 #include <stdint.h>
 
 #define TESSERA_REGION_MAGIC 0x5445535345524131ULL /* "TESSERA1" */
-#define TESSERA_REGION_VERSION 1
+/* 2: struct tessera_region_proc gained busy_ns. Readers and the library
+ * accept their own version only: a file of another version is a foreign
+ * layout (the library falls back to a private region). */
+#define TESSERA_REGION_VERSION 2
 #define TESSERA_REGION_MAX_DEVICES 16
 #define TESSERA_REGION_MAX_PROCS 128
 #define TESSERA_REGION_UUID_LEN 64
@@ -52,6 +55,12 @@ struct tessera_region_proc {
     _Atomic uint64_t pending_bytes[TESSERA_REGION_MAX_DEVICES];
     _Atomic uint64_t launches[TESSERA_REGION_MAX_DEVICES];       /* paced launches */
     _Atomic uint64_t last_launch_ns[TESSERA_REGION_MAX_DEVICES]; /* CLOCK_REALTIME */
+    /* GPU time (ns) attributed to this process's paced launches: what the
+     * pacer finally charged each one (its measured time, or its estimate
+     * when it could not be timed; nothing for a failed launch). Only grows,
+     * and is added when a launch's time is settled, so it trails the GPU by
+     * the launches still in flight. Kept on capped devices only. */
+    _Atomic uint64_t busy_ns[TESSERA_REGION_MAX_DEVICES];
 };
 
 struct tessera_region {
@@ -74,6 +83,7 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "64-bit atomics must be 8 bytes");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 _Static_assert(sizeof(struct tessera_region_device) == 88, "device record size");
-_Static_assert(sizeof(struct tessera_region_proc) == 528, "process record size");
+_Static_assert(sizeof(struct tessera_region_proc) == 656, "process record size");
+_Static_assert(sizeof(struct tessera_region) == 72 + 16 * 88 + 128 * 656, "region size");
 
 #endif

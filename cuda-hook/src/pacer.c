@@ -5,13 +5,16 @@
  * measurement cannot stall a container for minutes. */
 #define PACER_MAX_COST_NS 2000000000ULL
 
+uint64_t pacer_cost_ns(uint64_t gpu_ns)
+{
+    return gpu_ns > PACER_MAX_COST_NS ? PACER_MAX_COST_NS : gpu_ns;
+}
+
 uint64_t pacer_wall_ns(uint64_t gpu_ns, unsigned pct)
 {
     if (pct == 0 || pct > 100)
         pct = 100;
-    if (gpu_ns > PACER_MAX_COST_NS)
-        gpu_ns = PACER_MAX_COST_NS;
-    return gpu_ns * 100 / pct;
+    return pacer_cost_ns(gpu_ns) * 100 / pct;
 }
 
 struct pacer_decision pacer_admit(uint64_t tat, uint64_t now, uint64_t cost_ns, unsigned pct,

@@ -41,6 +41,10 @@ int64_t pacer_correction(uint64_t charged_ns, uint64_t actual_ns, unsigned pct);
 /* Running estimate of a launch's GPU time after observing one. */
 uint64_t pacer_estimate(uint64_t estimate_ns, uint64_t observed_ns);
 
+/* GPU time a launch of gpu_ns is charged: gpu_ns, capped so that one absurd
+ * estimate or measurement cannot stall a container (or inflate its metrics). */
+uint64_t pacer_cost_ns(uint64_t gpu_ns);
+
 /* Wall time that gpu_ns of GPU time entitles at pct percent. */
 uint64_t pacer_wall_ns(uint64_t gpu_ns, unsigned pct);
 

@@ -28,6 +28,7 @@ static void wipe(struct tessera_region_proc *p)
         atomic_store(&p->pending_bytes[d], 0);
         atomic_store(&p->launches[d], 0);
         atomic_store(&p->last_launch_ns[d], 0);
+        atomic_store(&p->busy_ns[d], 0);
     }
     atomic_store(&p->start_time, 0);
 }
@@ -147,6 +148,13 @@ void region_note_launch(struct region *r, int dev, uint64_t realtime_ns)
     struct tessera_region_proc *me = rec_of(r, atomic_load(&r->slot));
     atomic_fetch_add(&me->launches[dev], 1);
     atomic_store(&me->last_launch_ns[dev], realtime_ns);
+}
+
+void region_add_busy(struct region *r, int dev, uint64_t gpu_ns)
+{
+    if (gpu_ns == 0 || claim(r) != 0)
+        return;
+    atomic_fetch_add(&rec_of(r, atomic_load(&r->slot))->busy_ns[dev], gpu_ns);
 }
 
 _Atomic uint64_t *region_pace_word(struct region *r, int dev)

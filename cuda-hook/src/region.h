@@ -46,6 +46,9 @@ uint64_t region_used(const struct region *r, int dev);
 int region_reclaim(struct region *r);
 /* Records a paced launch on dev at realtime_ns (for metrics). */
 void region_note_launch(struct region *r, int dev, uint64_t realtime_ns);
+/* Adds gpu_ns of settled GPU time to this process's busy_ns on dev (for
+ * metrics; the record is claimed if need be). */
+void region_add_busy(struct region *r, int dev, uint64_t gpu_ns);
 /* The shared pacing word of device dev. */
 _Atomic uint64_t *region_pace_word(struct region *r, int dev);
 /* Gives this process's record back (normal exit). */

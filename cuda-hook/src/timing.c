@@ -98,6 +98,9 @@ static void poll_locked(struct ring *r, int dev)
             uint64_t actual = q == CUDA_SUCCESS ? measured(e) : e->charged;
             correct(dev, e->charged, actual);
             r->estimate = pacer_estimate(r->estimate, actual);
+            /* The charge is now settled at actual: that is the GPU time the
+             * metrics attribute to this launch. */
+            region_add_busy(&g_hook.region, dev, pacer_cost_ns(actual));
         }
         e->state = ENTRY_FREE;
         r->head++;
@@ -205,4 +208,6 @@ void pace_end(struct pace_ticket *t, CUresult rc)
     pthread_mutex_unlock(&r->mu);
     if (rc != CUDA_SUCCESS)
         correct(t->dev, t->charged, 0); /* nothing ran: refund the charge */
+    else if (!timed)
+        region_add_busy(&g_hook.region, t->dev, pacer_cost_ns(t->charged)); /* charge stands */
 }

@@ -1,8 +1,9 @@
 /*
  * region_writer.c - a CUDA process for pkg/region's Go tests: under the hook
  * and the fake driver it allocates <MiB> on device 0, makes <launches>
- * launches, prints "ready" and holds everything until its stdin closes;
- * then it frees and exits normally.
+ * launches (waiting for each to finish, so that the library has settled the
+ * GPU time of all but the last when it prints), prints "ready" and holds
+ * everything until its stdin closes; then it frees and exits normally.
  *   usage: region_writer <MiB> <launches>
  */
 #include "tessera_cuda_abi.h"
@@ -22,7 +23,8 @@ int main(int argc, char **argv)
         cuCtxSetCurrent(ctx) != CUDA_SUCCESS || cuMemAlloc_v2(&p, bytes) != CUDA_SUCCESS)
         return fprintf(stderr, "region_writer: CUDA setup failed\n"), 3;
     for (long i = 0; i < launches; i++)
-        if (cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL) != CUDA_SUCCESS)
+        if (cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL) != CUDA_SUCCESS ||
+            cuCtxSynchronize() != CUDA_SUCCESS)
             return fprintf(stderr, "region_writer: launch failed\n"), 4;
     printf("ready\n");
     fflush(stdout);

@@ -257,7 +257,8 @@ func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 	for _, must := range []string{
 		"tessera_gpu_memory_capacity_bytes", "tessera_gpu_memory_allocated_bytes", "tessera_gpu_healthy",
 		"tessera_gpu_cores_allocated_ratio", "tessera_container_memory_used_bytes", "tessera_container_memory_limit_bytes",
-		"tessera_container_core_limit_ratio", "tessera_estimator_free_vgpu_slots",
+		"tessera_container_core_limit_ratio", "tessera_container_gpu_busy_seconds_total",
+		"tessera_estimator_free_vgpu_slots",
 	} {
 		if !used[must] {
 			t.Errorf("the dashboard shows no %s", must)

@@ -49,7 +49,7 @@ type descriptors struct {
 	gpuCoresAllocated, gpuHealthy                              *prometheus.Desc
 
 	ctrMemoryLimit, ctrMemoryUsed, ctrCoreLimit, ctrLaunches *prometheus.Desc
-	ctrProcesses                                             *prometheus.Desc
+	ctrBusy, ctrProcesses                                    *prometheus.Desc
 
 	podsSkipped, regionReadErrors *prometheus.Desc
 }
@@ -83,6 +83,10 @@ func newDescriptors(node string) descriptors {
 			"Core cap of the container on this GPU as a fraction of the GPU; 1 when the container has no cap.", ctrGPULabels),
 		ctrLaunches: desc("container_kernel_launches_total",
 			"Kernel launches the interception library paced for the container on this GPU, over its live processes.", ctrGPULabels),
+		// In seconds of one whole GPU, so that rate() is the share of the GPU
+		// the container used, on the scale of container_core_limit_ratio.
+		ctrBusy: desc("container_gpu_busy_seconds_total",
+			"GPU time the interception library measured for the container's kernels on this GPU, over its live processes; only recorded under a core cap.", ctrGPULabels),
 		ctrProcesses: desc("container_processes",
 			"Processes of the container using its GPUs (holding memory or launching kernels), from its usage region.", ctrLabels),
 		podsSkipped: desc("node_pods_skipped",
@@ -95,7 +99,7 @@ func newDescriptors(node string) descriptors {
 func (d descriptors) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		d.gpuMemory, d.gpuMemoryAllocated, d.gpuSlots, d.gpuSlotsAllocated, d.gpuCoresAllocated, d.gpuHealthy,
-		d.ctrMemoryLimit, d.ctrMemoryUsed, d.ctrCoreLimit, d.ctrLaunches, d.ctrProcesses,
+		d.ctrMemoryLimit, d.ctrMemoryUsed, d.ctrCoreLimit, d.ctrLaunches, d.ctrBusy, d.ctrProcesses,
 		d.podsSkipped, d.regionReadErrors,
 	}
 }

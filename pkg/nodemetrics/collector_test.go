@@ -71,15 +71,16 @@ func TestCollectStates(t *testing.T) {
 		gpus: twoGPUs,
 		pods: []AssignedPod{pod("ml", "train-0", "uid-1", ctr("main", device("GPU-a0", 4096, 30)))},
 		want: map[string][]string{
-			"tessera_gpu_memory_allocated_bytes":      {braces(gpuA0, "4.294967296e+09"), braces(gpuA1, "0")},
-			"tessera_gpu_slots_allocated":             {braces(gpuA0, "1"), braces(gpuA1, "0")},
-			"tessera_gpu_cores_allocated_ratio":       {braces(gpuA0, "0.3"), braces(gpuA1, "0")},
-			"tessera_container_memory_limit_bytes":    {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "4.294967296e+09")},
-			"tessera_container_memory_used_bytes":     {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0")},
-			"tessera_container_core_limit_ratio":      {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0.3")},
-			"tessera_container_kernel_launches_total": {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0")},
-			"tessera_container_processes":             {braces(procLabels("main", "ml", "train-0"), "0")},
-			"tessera_node_region_read_errors":         {braces(`Hostname="node-a"`, "0")},
+			"tessera_gpu_memory_allocated_bytes":       {braces(gpuA0, "4.294967296e+09"), braces(gpuA1, "0")},
+			"tessera_gpu_slots_allocated":              {braces(gpuA0, "1"), braces(gpuA1, "0")},
+			"tessera_gpu_cores_allocated_ratio":        {braces(gpuA0, "0.3"), braces(gpuA1, "0")},
+			"tessera_container_memory_limit_bytes":     {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "4.294967296e+09")},
+			"tessera_container_memory_used_bytes":      {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0")},
+			"tessera_container_core_limit_ratio":       {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0.3")},
+			"tessera_container_kernel_launches_total":  {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0")},
+			"tessera_container_gpu_busy_seconds_total": {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "0")},
+			"tessera_container_processes":              {braces(procLabels("main", "ml", "train-0"), "0")},
+			"tessera_node_region_read_errors":          {braces(`Hostname="node-a"`, "0")},
 		},
 	}, {
 		name: "shared GPU sums allocations; regions match devices by UUID, else by ordinal",
@@ -91,10 +92,11 @@ func TestCollectStates(t *testing.T) {
 		regions: map[string]RegionSnapshot{
 			// Recorded in the opposite order to the assignment: UUIDs decide.
 			"uid-1/main": {Processes: 2, Devices: []RegionDevice{
-				{UUID: "GPU-a1", UsedBytes: 1 << 30, KernelLaunches: 7},
-				{UUID: "GPU-a0", UsedBytes: 3 << 30, KernelLaunches: 11},
+				{UUID: "GPU-a1", UsedBytes: 1 << 30, KernelLaunches: 7, BusySeconds: 0.75},
+				{UUID: "GPU-a0", UsedBytes: 3 << 30, KernelLaunches: 11, BusySeconds: 12.5},
 			}},
 			// No UUID recorded: ordinal 0 is the container's first device.
+			// Uncapped, so the hook recorded no busy time.
 			"uid-2/server": {Processes: 1, Devices: []RegionDevice{{UsedBytes: 512 << 20, KernelLaunches: 3}}},
 		},
 		want: map[string][]string{
@@ -119,6 +121,12 @@ func TestCollectStates(t *testing.T) {
 				braces(ctrLabels("server", "GPU-a0", "0", "web", "infer-0"), "3"),
 				braces(ctrLabels("sidecar", "GPU-a1", "1", "web", "infer-0"), "0"),
 			},
+			"tessera_container_gpu_busy_seconds_total": {
+				braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "12.5"),
+				braces(ctrLabels("main", "GPU-a1", "1", "ml", "train-0"), "0.75"),
+				braces(ctrLabels("server", "GPU-a0", "0", "web", "infer-0"), "0"),
+				braces(ctrLabels("sidecar", "GPU-a1", "1", "web", "infer-0"), "0"),
+			},
 			"tessera_container_processes": {
 				braces(procLabels("main", "ml", "train-0"), "2"),
 				braces(procLabels("server", "web", "infer-0"), "1"),
@@ -131,11 +139,12 @@ func TestCollectStates(t *testing.T) {
 		pods: []AssignedPod{pod("ml", "train-0", "uid-1", ctr("main", device("GPU-a0", 4096, 0)))},
 		errs: map[string]error{"uid-1/main": errors.New("region magic 0x0 is not TESSERA1")},
 		want: map[string][]string{
-			"tessera_container_memory_limit_bytes":    {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "4.294967296e+09")},
-			"tessera_container_memory_used_bytes":     nil,
-			"tessera_container_kernel_launches_total": nil,
-			"tessera_container_processes":             nil,
-			"tessera_node_region_read_errors":         {braces(`Hostname="node-a"`, "1")},
+			"tessera_container_memory_limit_bytes":     {braces(ctrLabels("main", "GPU-a0", "0", "ml", "train-0"), "4.294967296e+09")},
+			"tessera_container_memory_used_bytes":      nil,
+			"tessera_container_kernel_launches_total":  nil,
+			"tessera_container_gpu_busy_seconds_total": nil,
+			"tessera_container_processes":              nil,
+			"tessera_node_region_read_errors":          {braces(`Hostname="node-a"`, "1")},
 		},
 	}, {
 		name: "a GPU the node does not have leaves gpu and modelName empty and allocates nothing",

@@ -90,19 +90,20 @@ func ctr(name string, devs ...annotations.AssignedDevice) annotations.ContainerA
 // help is the exposition header of every metric, exactly as the collector
 // writes it; expected texts are built from it so each case lists only series.
 var help = map[string]string{
-	"tessera_gpu_memory_capacity_bytes":       "Schedulable memory of the GPU: physical memory times the node's memory scaling factor.",
-	"tessera_gpu_memory_allocated_bytes":      "GPU memory assigned to the containers of non-terminal pods on this node.",
-	"tessera_gpu_slots_capacity":              "vGPU slots the GPU offers (the split count).",
-	"tessera_gpu_slots_allocated":             "vGPU slots of the GPU assigned to containers.",
-	"tessera_gpu_cores_allocated_ratio":       "Core caps assigned on the GPU, as a fraction of the whole GPU; containers without a cap count 0.",
-	"tessera_gpu_healthy":                     "1 when the GPU is healthy and offered to pods, 0 after a critical Xid error.",
-	"tessera_container_memory_limit_bytes":    "GPU memory limit of the container on this GPU.",
-	"tessera_container_memory_used_bytes":     "GPU memory the container's processes hold on this GPU through the interception library; 0 before any process used it.",
-	"tessera_container_core_limit_ratio":      "Core cap of the container on this GPU as a fraction of the GPU; 1 when the container has no cap.",
-	"tessera_container_kernel_launches_total": "Kernel launches the interception library paced for the container on this GPU, over its live processes.",
-	"tessera_container_processes":             "Processes of the container using its GPUs (holding memory or launching kernels), from its usage region.",
-	"tessera_node_pods_skipped":               "Pods on this node whose GPU assignment is not reported, by reason.",
-	"tessera_node_region_read_errors":         "Containers whose usage region could not be read at this scrape; their use is not reported.",
+	"tessera_gpu_memory_capacity_bytes":        "Schedulable memory of the GPU: physical memory times the node's memory scaling factor.",
+	"tessera_gpu_memory_allocated_bytes":       "GPU memory assigned to the containers of non-terminal pods on this node.",
+	"tessera_gpu_slots_capacity":               "vGPU slots the GPU offers (the split count).",
+	"tessera_gpu_slots_allocated":              "vGPU slots of the GPU assigned to containers.",
+	"tessera_gpu_cores_allocated_ratio":        "Core caps assigned on the GPU, as a fraction of the whole GPU; containers without a cap count 0.",
+	"tessera_gpu_healthy":                      "1 when the GPU is healthy and offered to pods, 0 after a critical Xid error.",
+	"tessera_container_memory_limit_bytes":     "GPU memory limit of the container on this GPU.",
+	"tessera_container_memory_used_bytes":      "GPU memory the container's processes hold on this GPU through the interception library; 0 before any process used it.",
+	"tessera_container_core_limit_ratio":       "Core cap of the container on this GPU as a fraction of the GPU; 1 when the container has no cap.",
+	"tessera_container_kernel_launches_total":  "Kernel launches the interception library paced for the container on this GPU, over its live processes.",
+	"tessera_container_gpu_busy_seconds_total": "GPU time the interception library measured for the container's kernels on this GPU, over its live processes; only recorded under a core cap.",
+	"tessera_container_processes":              "Processes of the container using its GPUs (holding memory or launching kernels), from its usage region.",
+	"tessera_node_pods_skipped":                "Pods on this node whose GPU assignment is not reported, by reason.",
+	"tessera_node_region_read_errors":          "Containers whose usage region could not be read at this scrape; their use is not reported.",
 }
 
 // exposition renders expected series, keyed by metric name, with their

@@ -43,8 +43,8 @@ func RegionFiles(path func(podUID, container string) (string, error)) RegionRead
 }
 
 // FromRegion turns pkg/region's snapshot into the collector's: per device
-// the memory used and the launches summed over processes, and the number of
-// distinct processes using any device.
+// the memory used, and the launches and busy time summed over processes;
+// and the number of distinct processes using any device.
 func FromRegion(s *region.Snapshot) RegionSnapshot {
 	if s == nil {
 		return RegionSnapshot{}
@@ -52,7 +52,7 @@ func FromRegion(s *region.Snapshot) RegionSnapshot {
 	out := RegionSnapshot{Devices: make([]RegionDevice, len(s.Devices))}
 	pids := map[int32]bool{}
 	for i, d := range s.Devices {
-		rd := RegionDevice{UUID: d.UUID, UsedBytes: d.UsedBytes}
+		rd := RegionDevice{UUID: d.UUID, UsedBytes: d.UsedBytes, BusySeconds: d.BusySeconds}
 		for _, p := range d.Processes {
 			rd.KernelLaunches += p.Launches
 			pids[p.PID] = true

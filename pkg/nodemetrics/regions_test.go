@@ -24,16 +24,18 @@ const (
 	devicesOff   = 72
 	deviceSize   = 88
 	procsOff     = devicesOff + region.MaxDevices*deviceSize
-	procSize     = 528
+	procSize     = 656
 	regionSize   = procsOff + region.MaxProcs*procSize
 	procUsedOff  = 16
-	procLaunchOf = procUsedOff + 2*region.MaxDevices*8 // after used_bytes and pending_bytes
+	procLaunchOf = procUsedOff + 2*region.MaxDevices*8  // after used_bytes and pending_bytes
+	procBusyOff  = procLaunchOf + 2*region.MaxDevices*8 // after launches and last_launch_ns
 )
 
 type testProc struct {
 	pid      int32
 	used     []uint64 // per device
 	launches []uint64
+	busyNs   []uint64
 }
 
 // encodeRegion builds a READY region with the given device UUIDs and processes.
@@ -62,6 +64,9 @@ func encodeRegion(t *testing.T, uuids []string, procs []testProc) []byte {
 			le.PutUint64(b[base+procUsedOff+d*8:], pr.used[d])
 			le.PutUint64(b[base+procLaunchOf+d*8:], pr.launches[d])
 		}
+		for d := range pr.busyNs {
+			le.PutUint64(b[base+procBusyOff+d*8:], pr.busyNs[d])
+		}
 	}
 	return b
 }
@@ -84,9 +89,9 @@ func TestRegionFiles(t *testing.T) {
 		}
 	}
 	write("uid-ready", "main", encodeRegion(t, []string{"GPU-a0", "GPU-a1"}, []testProc{
-		{pid: 10, used: []uint64{1 << 30, 0}, launches: []uint64{5, 0}},
-		{pid: 11, used: []uint64{2 << 30, 512}, launches: []uint64{1, 9}},
-		{pid: -12, used: []uint64{4096, 0}, launches: []uint64{100, 0}}, // being reclaimed
+		{pid: 10, used: []uint64{1 << 30, 0}, launches: []uint64{5, 0}, busyNs: []uint64{2_000_000_000, 0}},
+		{pid: 11, used: []uint64{2 << 30, 512}, launches: []uint64{1, 9}, busyNs: []uint64{500_000_000, 250_000_000}},
+		{pid: -12, used: []uint64{4096, 0}, launches: []uint64{100, 0}, busyNs: []uint64{9e9, 0}}, // being reclaimed
 	}))
 	write("uid-empty", "main", nil) // as the device plugin creates it
 	bad := encodeRegion(t, []string{"GPU-a0"}, nil)
@@ -101,9 +106,9 @@ func TestRegionFiles(t *testing.T) {
 		notExist       bool
 	}{
 		{name: "ready region", uid: "uid-ready", ctr: "main", want: RegionSnapshot{Processes: 2, Devices: []RegionDevice{
-			// The reclaiming record's memory still counts, its launches do not.
-			{UUID: "GPU-a0", UsedBytes: 3<<30 + 4096, KernelLaunches: 6},
-			{UUID: "GPU-a1", UsedBytes: 512, KernelLaunches: 9},
+			// The reclaiming record's memory still counts, its launches and busy time do not.
+			{UUID: "GPU-a0", UsedBytes: 3<<30 + 4096, KernelLaunches: 6, BusySeconds: 2.5},
+			{UUID: "GPU-a1", UsedBytes: 512, KernelLaunches: 9, BusySeconds: 0.25},
 		}}},
 		{name: "empty file: no process yet", uid: "uid-empty", ctr: "main", want: RegionSnapshot{}},
 		{name: "no file", uid: "uid-none", ctr: "main", notExist: true, wantErr: "no such file"},

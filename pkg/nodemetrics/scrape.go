@@ -100,6 +100,7 @@ func (s *scrape) container(pod AssignedPod, ctr annotations.ContainerAssignment,
 		}
 		s.gauge(d.ctrMemoryUsed, float64(use.UsedBytes), labels...)
 		s.send(d.ctrLaunches, prometheus.CounterValue, float64(use.KernelLaunches), labels...)
+		s.send(d.ctrBusy, prometheus.CounterValue, use.BusySeconds, labels...)
 	}
 	if readable {
 		s.gauge(d.ctrProcesses, float64(region.Processes), pod.Namespace, pod.Name, ctr.Name)

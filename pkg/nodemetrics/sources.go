@@ -147,6 +147,11 @@ type RegionDevice struct {
 	// dead process's record is reclaimed, which Prometheus treats as a
 	// counter reset.
 	KernelLaunches uint64
+	// BusySeconds is the GPU time the hook measured for the launches it
+	// paced (so only on a device with a core cap; 0 elsewhere). Like
+	// KernelLaunches it drops, a counter reset, when a process exits or a
+	// dead process's record is reclaimed.
+	BusySeconds float64
 }
 
 // RegionReader reads the usage region of one container. It returns an

@@ -28,7 +28,13 @@ type Device struct {
 	UsedBytes uint64
 	// CoreLimitPercent is the core cap; 0 means none.
 	CoreLimitPercent uint32
-	Processes        []Process
+	// BusySeconds is the GPU time the library attributes to the kernels of
+	// the container's live processes on the device, summed over their
+	// records. It is only recorded on devices with a core cap (elsewhere
+	// launches are not timed, and it stays 0). It grows with use but drops
+	// when a process exits or its record is reclaimed.
+	BusySeconds float64
+	Processes   []Process
 }
 
 // Process is one process's use of one device.
@@ -41,6 +47,10 @@ type Process struct {
 	Launches uint64
 	// LastLaunch is the time of the last paced launch, zero if none.
 	LastLaunch time.Time
+	// BusySeconds is the GPU time of this process's paced launches whose
+	// duration the library has settled (measured, or estimated when it
+	// could not be measured).
+	BusySeconds float64
 }
 
 func u32(b []byte, off uintptr) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
@@ -77,7 +87,8 @@ func checkHeader(b []byte) error {
 		return fmt.Errorf("region has magic %#x, want %#x", m, Magic)
 	}
 	if v := u32(b, offVersion); v != Version {
-		return fmt.Errorf("region has layout version %d, this reader knows %d", v, Version)
+		return fmt.Errorf("region has layout version %d, this reader reads version %d only "+
+			"(the interception library and the node agent are from releases with different layouts)", v, Version)
 	}
 	if st := u32(b, offState); st != stateReady {
 		return fmt.Errorf("region is in state %d: %w", st, ErrNotReady)
@@ -108,8 +119,9 @@ func decodeDevice(b []byte, i int) Device {
 }
 
 // addProcess adds one process record's usage to the devices it uses. A
-// record being reclaimed (negative pid) still counts toward the total, as
-// it does for the library, but is not listed as a process.
+// record being reclaimed (negative pid) still counts toward the memory
+// total, as it does for the library, but is not listed as a process and
+// its busy time no longer counts: its owner is gone.
 func addProcess(s *Snapshot, b []byte, base uintptr) {
 	pid := int32(u32(b, base+offProcPID))
 	if pid == 0 {
@@ -122,10 +134,16 @@ func addProcess(s *Snapshot, b []byte, base uintptr) {
 		if pid < 0 || (used == 0 && launches == 0) {
 			continue
 		}
-		p := Process{PID: pid, UsedBytes: used, Launches: launches}
+		busy := nsToSeconds(u64(b, base+offProcBusy+uintptr(i)*8))
+		s.Devices[i].BusySeconds += busy
+		p := Process{PID: pid, UsedBytes: used, Launches: launches, BusySeconds: busy}
 		if ns := u64(b, base+offProcLast+uintptr(i)*8); ns != 0 {
 			p.LastLaunch = time.Unix(0, int64(ns))
 		}
 		s.Devices[i].Processes = append(s.Devices[i].Processes, p)
 	}
 }
+
+// nsToSeconds converts a nanosecond count. Summing the converted values in
+// float64 cannot wrap, whatever a corrupt record holds.
+func nsToSeconds(ns uint64) float64 { return float64(ns) / 1e9 }

@@ -21,7 +21,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"short file", func(b []byte) []byte { return b[:Size-1] }, "bytes, want", false},
 		{"zero header", func(b []byte) []byte { return make([]byte, Size) }, "no header", true},
 		{"bad magic", func(b []byte) []byte { put64(b, offMagic, 0xdeadbeef); return b }, "magic", false},
-		{"wrong version", func(b []byte) []byte { put32(b, offVersion, 7); return b }, "version 7", false},
+		{"future version", func(b []byte) []byte { put32(b, offVersion, 7); return b }, "version 7, this reader reads version 2 only", false},
+		{"version 1 (no busy time)", func(b []byte) []byte { put32(b, offVersion, 1); return b }, "version 1, this reader reads version 2 only", false},
 		{"initialising", func(b []byte) []byte { put32(b, offState, stateInitialising); return b }, "state 1", true},
 		{"wrong size", func(b []byte) []byte { put32(b, offSize, 12); return b }, "declares size", false},
 		{"wrong slots", func(b []byte) []byte { put32(b, offMaxProcs, 3); return b }, "declares size", false},
@@ -51,10 +52,12 @@ func TestDecodeSnapshot(t *testing.T) {
 		cores:  []uint32{30, 0},
 		uuids:  []string{"GPU-aaaa", "GPU-bbbb"},
 		procs: []testProc{
-			{pid: 100, used: []uint64{300 * mib, 0}, launches: []uint64{7}, lastNs: []uint64{uint64(last.UnixNano())}},
-			{pid: 0, used: []uint64{0, 0}},
-			{pid: 101, used: []uint64{100 * mib, 50 * mib}},
-			{pid: -102, used: []uint64{10 * mib, 0}}, // being reclaimed: counted, not listed
+			{pid: 100, used: []uint64{300 * mib, 0}, launches: []uint64{7}, lastNs: []uint64{uint64(last.UnixNano())},
+				busyNs: []uint64{1_500_000_000}},
+			{pid: 0, used: []uint64{0, 0}, busyNs: []uint64{9e9, 9e9}}, // free record: ignored
+			{pid: 101, used: []uint64{100 * mib, 50 * mib}, launches: []uint64{2}, busyNs: []uint64{250_000_000}},
+			// Being reclaimed: its memory counts, it is not listed, its busy time is gone.
+			{pid: -102, used: []uint64{10 * mib, 0}, launches: []uint64{3}, busyNs: []uint64{7e9}},
 		},
 	})
 	s, err := Decode(b)
@@ -78,6 +81,9 @@ func TestDecodeSnapshot(t *testing.T) {
 		{"launches", s.Devices[0].Processes[0].Launches, uint64(7)},
 		{"last launch", s.Devices[0].Processes[0].LastLaunch.Equal(last), true},
 		{"no launch time", s.Devices[0].Processes[1].LastLaunch.IsZero(), true},
+		{"busy 0: live records only", s.Devices[0].BusySeconds, 1.75},
+		{"busy 1: none recorded", s.Devices[1].BusySeconds, 0.0},
+		{"process busy", s.Devices[0].Processes[0].BusySeconds, 1.5},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -11,6 +11,7 @@ type testProc struct {
 	used     []uint64 // per device
 	launches []uint64
 	lastNs   []uint64
+	busyNs   []uint64
 }
 
 // testRegion describes a region file for encode.
@@ -56,6 +57,9 @@ func encode(t testing.TB, r testRegion) []byte {
 		}
 		for d := range p.lastNs {
 			put64(b, base+offProcLast+uintptr(d)*8, p.lastNs[d])
+		}
+		for d := range p.busyNs {
+			put64(b, base+offProcBusy+uintptr(d)*8, p.busyNs[d])
 		}
 	}
 	return b

@@ -10,7 +10,7 @@ func FuzzDecodeRegion(f *testing.F) {
 	valid := encode(f, testRegion{
 		limits: []uint64{mib, 2 * mib},
 		uuids:  []string{"GPU-1"},
-		procs:  []testProc{{pid: 7, used: []uint64{mib, 0}, launches: []uint64{1, 2}}},
+		procs:  []testProc{{pid: 7, used: []uint64{mib, 0}, launches: []uint64{1, 2}, busyNs: []uint64{3e6, 1 << 63}}},
 	})
 	f.Add(valid)
 	f.Add(valid[:Size/2])
@@ -33,6 +33,10 @@ func FuzzDecodeRegion(f *testing.F) {
 		for _, d := range s.Devices {
 			if len(d.Processes) > MaxProcs || len(d.UUID) >= UUIDLen {
 				t.Fatalf("device %d: %d processes, uuid %q", d.Index, len(d.Processes), d.UUID)
+			}
+			// A metrics counter: never negative, never NaN, whatever the file holds.
+			if !(d.BusySeconds >= 0) {
+				t.Fatalf("device %d: busy %v seconds", d.Index, d.BusySeconds)
 			}
 		}
 	})

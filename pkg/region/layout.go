@@ -12,11 +12,13 @@ import "unsafe"
 
 // Constants of the layout; tested against the C header.
 const (
-	Magic      uint64 = 0x5445535345524131 // "TESSERA1"
-	Version           = 1
-	MaxDevices        = 16
-	MaxProcs          = 128
-	UUIDLen           = 64
+	Magic uint64 = 0x5445535345524131 // "TESSERA1"
+	// Version 2 added busy_ns to the process record; a reader accepts its
+	// own version only.
+	Version    = 2
+	MaxDevices = 16
+	MaxProcs   = 128
+	UUIDLen    = 64
 
 	stateEmpty        = 0
 	stateInitialising = 1
@@ -41,6 +43,7 @@ type rawProc struct {
 	PendingBytes [MaxDevices]uint64
 	Launches     [MaxDevices]uint64
 	LastLaunchNs [MaxDevices]uint64
+	BusyNs       [MaxDevices]uint64
 }
 
 // rawRegion mirrors struct tessera_region.
@@ -82,4 +85,5 @@ const (
 	offProcUsed    = unsafe.Offsetof(rawProc{}.UsedBytes)
 	offProcLaunch  = unsafe.Offsetof(rawProc{}.Launches)
 	offProcLast    = unsafe.Offsetof(rawProc{}.LastLaunchNs)
+	offProcBusy    = unsafe.Offsetof(rawProc{}.BusyNs)
 )

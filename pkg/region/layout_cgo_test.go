@@ -37,6 +37,7 @@ func TestLayoutMatchesC(t *testing.T) {
 			"pid": unsafe.Offsetof(p.PID), "start_time": unsafe.Offsetof(p.StartTime),
 			"used_bytes": unsafe.Offsetof(p.UsedBytes), "pending_bytes": unsafe.Offsetof(p.PendingBytes),
 			"launches": unsafe.Offsetof(p.Launches), "last_launch_ns": unsafe.Offsetof(p.LastLaunchNs),
+			"busy_ns": unsafe.Offsetof(p.BusyNs),
 		}},
 	}
 	for _, tt := range tests {

@@ -35,6 +35,9 @@ func hookBuild(t *testing.T) string {
 	return filepath.Join(dir, "build")
 }
 
+// kernelMicros is the simulated duration of each of the writer's kernels.
+const kernelMicros = 500
+
 // writer is a CUDA process of a test container, running under the hook.
 type writer struct {
 	cmd   *exec.Cmd
@@ -50,6 +53,9 @@ func startWriter(t *testing.T, build, region string, allocMiB, launches int) *wr
 		"LD_LIBRARY_PATH="+filepath.Join(build, "fake"),
 		"TESSERA_DEVICE_COUNT=1", "TESSERA_MEMORY_LIMIT_MIB_0=2048",
 		"TESSERA_CORE_LIMIT_0=50", "TESSERA_DEVICE_UUID_0=GPU-fa4e0000-0000-0000-0000-000000000000",
+		// Each simulated kernel keeps the fake GPU busy this long, which
+		// the library measures with its events and records as busy time.
+		"FAKECUDA_KERNEL_US="+fmt.Sprint(kernelMicros),
 		"TESSERA_REGION_FILE="+region)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -113,8 +119,9 @@ func TestReadRegionWrittenByHook(t *testing.T) {
 	d := s.Devices[0]
 	checkHeld(t, d, w.cmd.Process.Pid)
 	w.finish(t)
-	if d := snapshot(t, r).Devices[0]; d.UsedBytes != 0 || len(d.Processes) != 0 {
-		t.Errorf("after exit: used %d bytes by %d processes, want nothing", d.UsedBytes, len(d.Processes))
+	if d := snapshot(t, r).Devices[0]; d.UsedBytes != 0 || len(d.Processes) != 0 || d.BusySeconds != 0 {
+		t.Errorf("after exit: used %d bytes and %v busy seconds by %d processes, want nothing",
+			d.UsedBytes, d.BusySeconds, len(d.Processes))
 	}
 }
 
@@ -132,6 +139,15 @@ func checkHeld(t *testing.T, d Device, pid int) {
 	p := d.Processes[0]
 	if int(p.PID) != pid || p.UsedBytes != d.UsedBytes || p.Launches != 20 {
 		t.Errorf("process %+v, want pid %d holding all usage after 20 launches", p, pid)
+	}
+	// The library settles a launch's GPU time at the next launch, and the
+	// writer waits for each kernel: 19 of its 20 are settled. A measured
+	// time is never below the kernel's (the events bracket it), and may be
+	// above it by the CPU time between the events on a loaded machine.
+	kernel := float64(kernelMicros) / 1e6
+	if d.BusySeconds < 19*kernel*0.99 || d.BusySeconds > 20*kernel*1.5 || p.BusySeconds != d.BusySeconds {
+		t.Errorf("busy %v s (process %v s), want the 19 settled kernels of %v s",
+			d.BusySeconds, p.BusySeconds, kernel)
 	}
 	if since := time.Since(p.LastLaunch); since < 0 || since > time.Minute {
 		t.Errorf("last launch %v is not recent", p.LastLaunch)
