@@ -31,6 +31,11 @@ type podIndex struct {
 	// changed is closed (and replaced) whenever pods change, waking
 	// callers that wait for a pod the informer has not delivered yet.
 	changed chan struct{}
+	// arrival numbers pods in the order this plugin first saw them bound to
+	// the node: the order of the API server's watch, which the kubelet
+	// sees too. It breaks ties between pods created in the same second.
+	arrival     map[types.UID]uint64
+	nextArrival uint64
 	// removed remembers recently deleted pods, so that a List that raced
 	// with a deletion cannot bring a deleted pod back (addIfUnknown).
 	removed map[types.UID]time.Time
@@ -49,6 +54,7 @@ func newPodIndex(node string, resource corev1.ResourceName, keys annotations.Key
 		served:   map[types.UID]map[string]bool{},
 		changed:  make(chan struct{}),
 		removed:  map[types.UID]time.Time{},
+		arrival:  map[types.UID]uint64{},
 	}
 }
 
@@ -61,6 +67,7 @@ func (ix *podIndex) upsert(pod *corev1.Pod) (entry, previous *podEntry) {
 	defer ix.mu.Unlock()
 	previous = ix.pods[pod.UID]
 	ix.pods[pod.UID] = entry
+	ix.noteArrivalLocked(pod.UID)
 	ix.ordered = nil
 	ix.notifyLocked()
 	return entry, previous
@@ -79,9 +86,17 @@ func (ix *podIndex) addIfUnknown(pod *corev1.Pod) bool {
 		return false
 	}
 	ix.pods[pod.UID] = entry
+	ix.noteArrivalLocked(pod.UID)
 	ix.ordered = nil
 	ix.notifyLocked()
 	return true
+}
+
+func (ix *podIndex) noteArrivalLocked(uid types.UID) {
+	if _, ok := ix.arrival[uid]; !ok {
+		ix.nextArrival++
+		ix.arrival[uid] = ix.nextArrival
+	}
 }
 
 // remove forgets a pod.
@@ -95,6 +110,7 @@ func (ix *podIndex) remove(uid types.UID) {
 		}
 	}
 	ix.removed[uid] = now
+	delete(ix.arrival, uid)
 	delete(ix.pods, uid)
 	delete(ix.served, uid)
 	ix.ordered = nil
@@ -121,8 +137,11 @@ func (ix *podIndex) hasPod(uid types.UID) bool {
 	return ok
 }
 
-// orderedLocked returns the pods oldest first: by creation time, then name
-// (then namespace, so that the order is total).
+// orderedLocked returns the pods in the order the kubelet admits them: by
+// creation time, then in the order they arrived on the node. The kubelet
+// stable-sorts each batch of new pods by creation time, and the batches
+// come in watch order; creation times have a resolution of one second, so
+// replicas of one workload usually tie and arrival order decides.
 func (ix *podIndex) orderedLocked() []*podEntry {
 	if ix.ordered != nil {
 		return ix.ordered
@@ -135,10 +154,7 @@ func (ix *podIndex) orderedLocked() []*podEntry {
 		if c := a.pod.CreationTimestamp.Time.Compare(b.pod.CreationTimestamp.Time); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.pod.Name, b.pod.Name); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.pod.Namespace, b.pod.Namespace)
+		return cmp.Compare(ix.arrival[a.pod.UID], ix.arrival[b.pod.UID])
 	})
 	return ix.ordered
 }

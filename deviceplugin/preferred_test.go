@@ -61,12 +61,14 @@ func TestPreferredAllocation(t *testing.T) {
 			available: []string{g(0, 0), g(0, 1), g(1, 0)}, size: 1, want: []string{g(0, 0)},
 		},
 		{
-			name: "same creation time: by name",
+			// The kubelet stable-sorts by creation time over watch
+			// order, so a tie goes to the pod that arrived first.
+			name: "same creation time: by arrival on the node, not by name",
 			pods: []*corev1.Pod{
 				podSpec("y", at(1), testNode, true, testContainer{name: "c", slots: []string{g(1, 0)}}),
 				podSpec("x", at(1), testNode, true, testContainer{name: "c", slots: []string{g(0, 0)}}),
 			},
-			available: []string{g(0, 0), g(1, 0), g(1, 1)}, size: 1, want: []string{g(0, 0)},
+			available: []string{g(0, 0), g(1, 0), g(1, 1)}, size: 1, want: []string{g(1, 0)},
 		},
 		{
 			name: "served and finished pods are skipped",

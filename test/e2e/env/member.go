@@ -1,0 +1,344 @@
+package env
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	extenderapp "github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app"
+	extenderoptions "github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app/options"
+	"github.com/tessera-gpu/tessera/test/cluster"
+)
+
+// schedulerConfigFile is the shipped kube-scheduler configuration that
+// extends the default scheduler with Tessera's extender; the members run
+// it as shipped, with only the extender's port changed.
+const schedulerConfigFile = "deploy/scheduler/default-scheduler-config.yaml"
+
+// shippedExtenderURL is the extender address in schedulerConfigFile.
+const shippedExtenderURL = "urlPrefix: http://127.0.0.1:8888"
+
+// Member is one running member cluster and its in-process Tessera components.
+type Member struct {
+	env     *Env
+	name    string
+	cluster *cluster.Member
+	nodes   []*Node
+
+	extender *component
+
+	mu             sync.Mutex
+	estimator      *component // nil once stopped
+	estimatorPort  int        // kept after a stop: a restart listens there again
+	estimatorConns *countingListener
+}
+
+// Name is the member's Karmada Cluster name.
+func (m *Member) Name() string { return m.name }
+
+// Cluster is the member's servers.
+func (m *Member) Cluster() *cluster.Member { return m.cluster }
+
+// Client is an admin client of the member's kube-apiserver.
+func (m *Member) Client() kubernetes.Interface { return m.cluster.Client() }
+
+// Nodes are the member's GPU nodes.
+func (m *Member) Nodes() []*Node { return append([]*Node(nil), m.nodes...) }
+
+// Node returns the node called name, or nil.
+func (m *Member) Node(name string) *Node {
+	for _, n := range m.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// EstimatorAddress is where Tessera's estimator for the member serves
+// gRPC, "" after StopEstimator. In stock mode it serves but Karmada does
+// not know it.
+func (m *Member) EstimatorAddress() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.estimator == nil {
+		return ""
+	}
+	return fmt.Sprintf("127.0.0.1:%d", m.estimatorPort)
+}
+
+// StopEstimator stops Tessera's estimator of the member, as if its pod had
+// died: its port closes and karmada-scheduler's calls to it fail. The
+// Service still points at the port.
+func (m *Member) StopEstimator() error {
+	m.mu.Lock()
+	est := m.estimator
+	m.estimator = nil
+	m.mu.Unlock()
+	if est == nil {
+		return fmt.Errorf("member %s has no running estimator", m.name)
+	}
+	return est.stop()
+}
+
+// RestartEstimator starts Tessera's estimator of the member again on the
+// port it had, after StopEstimator. karmada-scheduler keeps its gRPC
+// connection object across the outage and reconnects on its own schedule.
+func (m *Member) RestartEstimator(ctx context.Context) error {
+	m.mu.Lock()
+	running, env := m.estimator != nil, m.env
+	m.mu.Unlock()
+	if running {
+		return fmt.Errorf("restart estimator of %s: it is running", m.name)
+	}
+	return env.startEstimator(ctx, m)
+}
+
+// EstimatorConnections is how many connections the member's estimator has
+// accepted since it last started: karmada-scheduler's, and one per
+// Estimates call.
+func (m *Member) EstimatorConnections() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.estimatorConns == nil {
+		return 0
+	}
+	return m.estimatorConns.accepted.Load()
+}
+
+// startMember starts the member's servers, its nodes (agent and kubelet
+// each), its extender and, in Tessera mode, its estimator. It returns the
+// member even on error, so that Stop can stop what was started.
+func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error) {
+	m := &Member{name: spec.Name, env: e}
+	start := time.Now()
+	extenderPort, err := freePort()
+	if err != nil {
+		return m, err
+	}
+	schedConfig, err := memberSchedulerConfig(extenderPort)
+	if err != nil {
+		return m, err
+	}
+	m.cluster, err = cluster.StartMember(ctx, cluster.Options{
+		Name: spec.Name, Paths: e.opts.Paths,
+		ControllerManager: true, Scheduler: true, SchedulerConfig: schedConfig,
+		Dir: e.dir, KeepDir: e.opts.KeepDir, StartTimeout: e.opts.StartTimeout, T: e.opts.T,
+	})
+	if err != nil {
+		return m, err
+	}
+	e.logf("%s: servers ready after %s", spec.Name, time.Since(start).Round(time.Millisecond))
+
+	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
+		return m, err
+	}
+	for i := range spec.Nodes {
+		n, err := e.startNode(ctx, m, nodeName(spec, i), spec.Nodes[i])
+		if n != nil {
+			m.nodes = append(m.nodes, n)
+		}
+		if err != nil {
+			return m, err
+		}
+	}
+	// In stock mode the estimator runs too, unknown to Karmada, so that a
+	// report can say what it would have answered.
+	if err := e.startEstimator(ctx, m); err != nil {
+		return m, err
+	}
+	what := "extender and Tessera's estimator"
+	if e.opts.Estimator == EstimatorStock {
+		what = "extender and Tessera's estimator (not known to Karmada: stock mode)"
+	}
+	e.logf("%s: %d node(s) with %d GPUs, %s ready after %s", spec.Name, len(m.nodes), m.gpuCount(), what, time.Since(start).Round(time.Millisecond))
+	return m, nil
+}
+
+func (m *Member) gpuCount() int {
+	n := 0
+	for _, node := range m.nodes {
+		n += len(node.gpus)
+	}
+	return n
+}
+
+// stopComponents stops the member's in-process components, estimator
+// first (it only reads) and kubelets last (pods keep their state).
+func (m *Member) stopComponents() []error {
+	var errs []error
+	m.mu.Lock()
+	est := m.estimator
+	m.estimator = nil
+	m.mu.Unlock()
+	errs = append(errs, est.stop(), m.extender.stop())
+	for _, n := range m.nodes {
+		errs = append(errs, n.stop()...)
+	}
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, fmt.Errorf("member %s: %w", m.name, err))
+		}
+	}
+	return out
+}
+
+// startExtender runs the extender command in process, as its main would
+// (leader election off: there is one), and waits until it is ready.
+func (e *Env) startExtender(ctx context.Context, m *Member, port int) (*component, error) {
+	healthPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	configFile, err := e.configFile()
+	if err != nil {
+		return nil, err
+	}
+	opts := extenderoptions.New()
+	opts.ConfigFile = configFile
+	opts.Kubeconfig = m.cluster.Kubeconfig()
+	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
+	opts.HealthBindAddress = fmt.Sprintf("127.0.0.1:%d", healthPort)
+	opts.MetricsBindAddress = "0"
+	opts.LeaderElection.Enabled = false
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("extender options of %s: %w", m.name, err)
+	}
+	c, err := e.runComponent(ctx, m.name+"-extender", func(ctx context.Context) error { return extenderapp.Run(ctx, opts) })
+	if err != nil {
+		return nil, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
+	if err := waitHTTP(ctx, c, url, e.opts.StartTimeout); err != nil {
+		_ = c.stop()
+		return nil, fmt.Errorf("extender of %s (log %s): %w", m.name, e.logs.path(c.name), err)
+	}
+	return c, nil
+}
+
+// waitHTTP polls url until it answers 200, the component exits or timeout passes.
+func waitHTTP(ctx context.Context, c *component, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	last := errors.New("not probed yet")
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if done, err := c.exited(); done {
+			return false, fmt.Errorf("exited while starting: %v", err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		last = fmt.Errorf("HTTP %d", resp.StatusCode)
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("not ready at %s: %w (last answer: %v)", url, err, last)
+	}
+	return nil
+}
+
+// configFile writes the Tessera configuration once, for the components
+// that take it as a file (the extender).
+func (e *Env) configFile() (string, error) {
+	path := filepath.Join(e.dir, "tessera-config.yaml")
+	data, err := yaml.Marshal(e.cfg)
+	if err != nil {
+		return "", fmt.Errorf("encode Tessera configuration: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return "", fmt.Errorf("write Tessera configuration: %w", err)
+	}
+	return path, nil
+}
+
+// memberSchedulerConfig is the shipped scheduler configuration with the
+// extender on port.
+func memberSchedulerConfig(port int) (string, error) {
+	path, err := repoFile(schedulerConfigFile)
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read kube-scheduler configuration: %w", err)
+	}
+	return withExtenderPort(string(data), port)
+}
+
+// withExtenderPort points the configuration's one extender at port.
+func withExtenderPort(config string, port int) (string, error) {
+	if n := strings.Count(config, shippedExtenderURL); n != 1 {
+		return "", fmt.Errorf("%s contains %q %d times, want exactly once", schedulerConfigFile, shippedExtenderURL, n)
+	}
+	return strings.Replace(config, shippedExtenderURL, fmt.Sprintf("urlPrefix: http://127.0.0.1:%d", port), 1), nil
+}
+
+// repoFile finds a file of the repository: relative to this source file
+// when the binary was built from the repository, else above the working
+// directory (a binary built with -trimpath).
+func repoFile(rel string) (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidate := filepath.Join(filepath.Dir(file), "..", "..", "..", rel)
+		if _, err := os.Stat(candidate); err == nil {
+			return candidate, nil
+		}
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w", rel, err)
+	}
+	for {
+		candidate := filepath.Join(dir, rel)
+		if _, err := os.Stat(candidate); err == nil {
+			return candidate, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find %s: not next to package env's source nor above the working directory", rel)
+		}
+		dir = parent
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// componentClient is a client of the member's API server of its own, with
+// rate limits loose enough for a test and a user agent naming the component.
+func componentClient(m *Member, userAgent string) (*rest.Config, kubernetes.Interface, error) {
+	cfg := m.cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.UserAgent = userAgent
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client of %s for %s: %w", m.name, userAgent, err)
+	}
+	return cfg, client, nil
+}
