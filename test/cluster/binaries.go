@@ -55,7 +55,7 @@ const buildHeartbeat = 30 * time.Second
 // Kubernetes, 3-4 per Karmada binary on two cores). The script's progress
 // lines are copied to stderr as they come, with a heartbeat in between.
 func Binaries(ctx context.Context, components ...Component) (Paths, error) {
-	script, err := buildScript()
+	script, err := RepoFile("test/tools/build-servers.sh")
 	if err != nil {
 		return Paths{}, err
 	}
@@ -169,13 +169,13 @@ func parseBuildOutput(out string, wanted []Component) (Paths, error) {
 	return p, nil
 }
 
-// buildScript finds test/tools/build-servers.sh: next to this source file
-// when the test binary was built from the repository (the usual case), else
-// above the working directory (a binary built with -trimpath).
-func buildScript() (string, error) {
-	const rel = "test/tools/build-servers.sh"
+// RepoFile finds a file of the repository by its path from the repository
+// root: relative to this source file when the test binary was built from the
+// repository (the usual case), else above the working directory (a binary
+// built with -trimpath).
+func RepoFile(rel string) (string, error) {
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidate := filepath.Join(filepath.Dir(file), "..", "tools", "build-servers.sh")
+		candidate := filepath.Join(filepath.Dir(file), "..", "..", rel)
 		if _, err := os.Stat(candidate); err == nil {
 			return candidate, nil
 		}
@@ -191,7 +191,7 @@ func buildScript() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("find " + rel + ": not next to the cluster package's source nor above the working directory")
+			return "", errors.New("find " + rel + ": not in the repository of the cluster package's source nor above the working directory")
 		}
 		dir = parent
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -274,7 +273,7 @@ func (e *Env) configFile() (string, error) {
 // memberSchedulerConfig is the shipped scheduler configuration with the
 // extender on port.
 func memberSchedulerConfig(port int) (string, error) {
-	path, err := repoFile(schedulerConfigFile)
+	path, err := cluster.RepoFile(schedulerConfigFile)
 	if err != nil {
 		return "", err
 	}
@@ -291,33 +290,6 @@ func withExtenderPort(config string, port int) (string, error) {
 		return "", fmt.Errorf("%s contains %q %d times, want exactly once", schedulerConfigFile, shippedExtenderURL, n)
 	}
 	return strings.Replace(config, shippedExtenderURL, fmt.Sprintf("urlPrefix: http://127.0.0.1:%d", port), 1), nil
-}
-
-// repoFile finds a file of the repository: relative to this source file
-// when the binary was built from the repository, else above the working
-// directory (a binary built with -trimpath).
-func repoFile(rel string) (string, error) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidate := filepath.Join(filepath.Dir(file), "..", "..", "..", rel)
-		if _, err := os.Stat(candidate); err == nil {
-			return candidate, nil
-		}
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find %s: %w", rel, err)
-	}
-	for {
-		candidate := filepath.Join(dir, rel)
-		if _, err := os.Stat(candidate); err == nil {
-			return candidate, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("find %s: not next to package env's source nor above the working directory", rel)
-		}
-		dir = parent
-	}
 }
 
 // freePort returns a loopback port that was free a moment ago.
