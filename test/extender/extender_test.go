@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,6 +127,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 		nodes[n.name] = n
 		gpus = append(gpus, n.gpus...)
 	}
+	arrived := watchArrivals(ctx, t, client, slices.Sorted(maps.Keys(nodes)))
 	first := startExtender(ctx, t, m.Kubeconfig(), port)
 
 	fit, never := workload()
@@ -159,7 +161,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 		"memory-only":    "without any vGPU",
 		"too-many-cores": "more than 100% per GPU",
 	})
-	admitAll(ctx, t, nodes, pods)
+	admitAll(ctx, t, nodes, pods, arrived)
 }
 
 // checkAssignments: every bound pod carries an assignment for its node, no
@@ -248,10 +250,11 @@ func checkNeverFit(ctx context.Context, t *testing.T, client kubernetes.Interfac
 	}
 }
 
-// admitAll plays each node's kubelet: it admits the node's pods in creation
-// order through the device plugin and checks that every container gets
-// exactly the GPUs, in order, and the limits its assignment names.
-func admitAll(ctx context.Context, t *testing.T, nodes map[string]*gpuNode, pods []corev1.Pod) {
+// admitAll plays each node's kubelet: it admits the node's pods in the
+// kubelet's order (creation time, then arrival on the node) through the
+// device plugin and checks that every container gets exactly the GPUs, in
+// order, and the limits its assignment names.
+func admitAll(ctx context.Context, t *testing.T, nodes map[string]*gpuNode, pods []corev1.Pod, arrived *arrivals) {
 	t.Helper()
 	byNode := map[string][]*corev1.Pod{}
 	for i := range pods {
@@ -262,7 +265,7 @@ func admitAll(ctx context.Context, t *testing.T, nodes map[string]*gpuNode, pods
 	var wg sync.WaitGroup
 	for name, nodePods := range byNode {
 		slices.SortFunc(nodePods, func(a, b *corev1.Pod) int {
-			return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
+			return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(arrived.of(a.Name), arrived.of(b.Name)))
 		})
 		wg.Go(func() {
 			for _, pod := range nodePods {

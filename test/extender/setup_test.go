@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -254,6 +255,55 @@ func watchBound(ctx context.Context, t *testing.T, client kubernetes.Interface, 
 	t.Cleanup(factory.Shutdown)
 	factory.WaitForCacheSync(ctx.Done())
 	return done
+}
+
+// arrivals records, per node, the order in which pods reach that node,
+// through a watch limited to the node as the kubelet's and the device
+// plugin's are. The kubelet admits pods by creation time, then in this
+// order (it stable-sorts each batch of new pods by creation time).
+type arrivals struct {
+	mu    sync.Mutex
+	order map[string]int // pod name -> arrival number on its node
+	next  map[string]int // node -> next arrival number
+}
+
+func watchArrivals(ctx context.Context, t *testing.T, client kubernetes.Interface, nodeNames []string) *arrivals {
+	t.Helper()
+	a := &arrivals{order: map[string]int{}, next: map[string]int{}}
+	for _, node := range nodeNames {
+		factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace("default"),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+			}))
+		if _, err := factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) {
+				if pod, ok := obj.(*corev1.Pod); ok {
+					a.arrived(node, pod.Name)
+				}
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		factory.Start(ctx.Done())
+		t.Cleanup(factory.Shutdown)
+		factory.WaitForCacheSync(ctx.Done())
+	}
+	return a
+}
+
+func (a *arrivals) arrived(node, pod string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.order[pod]; !ok {
+		a.order[pod] = a.next[node]
+		a.next[node]++
+	}
+}
+
+func (a *arrivals) of(pod string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.order[pod]
 }
 
 func listPods(ctx context.Context, t *testing.T, client kubernetes.Interface) []corev1.Pod {
