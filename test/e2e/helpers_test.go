@@ -42,7 +42,7 @@ func skipUnlessServers(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("skipped under -short: starts a Karmada control plane and two member clusters of real servers " +
-			"built by test/tools/build-servers.sh (about 20 minutes once on a cold cache, then cached)")
+			"built by test/tools/build-servers.sh (about 7 minutes once on a cold cache, then cached)")
 	}
 }
 

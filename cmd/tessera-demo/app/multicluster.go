@@ -47,7 +47,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 
 	var paths cluster.Paths
 	err := p.run(ctx, "Build the real servers from Go modules", func(ctx context.Context) error {
-		p.line("etcd, kube-apiserver, kube-controller-manager, kube-scheduler and Karmada's servers: about 20 minutes")
+		p.line("etcd, kube-apiserver, kube-controller-manager, kube-scheduler and Karmada's servers: about 7 minutes on two idle cores")
 		p.line("on 2 cores the first time, then cached in ~/.cache/tessera; each server is named below as it is built")
 		// Binaries prints the build script's lines on stderr; its own
 		// heartbeat is dropped, as the step prints one.

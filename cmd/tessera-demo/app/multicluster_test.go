@@ -14,7 +14,7 @@ import (
 func TestDemoAcrossClusters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped under -short: starts Karmada and two member clusters of real servers twice " +
-			"(built once by test/tools/build-servers.sh, about 20 minutes on a cold cache)")
+			"(built once by test/tools/build-servers.sh, about 7 minutes on a cold cache)")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Minute)
 	defer cancel()

@@ -72,7 +72,7 @@ type Options struct {
 	// value means config.Default(). Its node section is completed per node.
 	Config *config.Config
 	// Paths are the server binaries; Start calls cluster.Binaries for any
-	// that are missing (a cold build takes about 20 minutes on two cores).
+	// that are missing (a cold build takes about 7 minutes on two idle cores).
 	Paths cluster.Paths
 	// KarmadaSchedulerArgs are extra flags for karmada-scheduler.
 	KarmadaSchedulerArgs []string
