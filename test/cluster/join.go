@@ -36,14 +36,20 @@ const noEstimatorPort = 1
 // JoinMember registers a member cluster with Karmada in Push mode, as
 // `karmadactl join` does: on the member, a service account
 // karmada-cluster/karmada-NAME bound to cluster-admin and a token for it
-// (Karmada's cluster clients take a bearer token, not a client certificate);
-// on Karmada, the Secret karmada-cluster/NAME holding that token and the
-// member's CA, and the Cluster NAME pointing at the member's 127.0.0.1
-// endpoint. Unless SetEstimator was called for NAME, it also points NAME's
+// (Karmada's cluster clients take a bearer token, not a client certificate),
+// and a service account karmada-cluster/karmada-impersonator that may only
+// impersonate (what Karmada's cluster proxy sends requests as); on Karmada,
+// the Secrets karmada-cluster/NAME (the token and the member's CA) and
+// karmada-cluster/NAME-impersonator, and the Cluster NAME pointing at the
+// member's 127.0.0.1 endpoint. Unless SetEstimator was called for NAME, it also points NAME's
 // estimator Service at a closed loopback port. It returns once the
 // Cluster reports Ready.
 func (k *Karmada) JoinMember(ctx context.Context, name string, member *Member) error {
-	token, err := memberToken(ctx, member, "karmada-"+name)
+	token, err := memberToken(ctx, member, "karmada-"+name, clusterAdminRole)
+	if err != nil {
+		return fmt.Errorf("join member %s: %w", name, err)
+	}
+	impersonatorToken, err := memberToken(ctx, member, impersonatorAccount, impersonatorRole)
 	if err != nil {
 		return fmt.Errorf("join member %s: %w", name, err)
 	}
@@ -62,12 +68,22 @@ func (k *Karmada) JoinMember(ctx context.Context, name string, member *Member) e
 	if _, err := k.client.CoreV1().Secrets(karmadaClusterNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("join member %s: create secret: %w", name, err)
 	}
+	impersonator := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-impersonator", Namespace: karmadaClusterNamespace},
+		Data:       map[string][]byte{clusterv1alpha1.SecretTokenKey: []byte(impersonatorToken)},
+	}
+	if _, err := k.client.CoreV1().Secrets(karmadaClusterNamespace).Create(ctx, impersonator, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("join member %s: create impersonator secret: %w", name, err)
+	}
 	cluster := &clusterv1alpha1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: clusterv1alpha1.ClusterSpec{
 			SyncMode:    clusterv1alpha1.Push,
 			APIEndpoint: member.Server(),
 			SecretRef:   &clusterv1alpha1.LocalSecretReference{Namespace: karmadaClusterNamespace, Name: name},
+			// Karmada's cluster proxy (/apis/cluster.karmada.io/v1alpha1/clusters/NAME/proxy)
+			// forwards each request with this token, impersonating the caller.
+			ImpersonatorSecretRef: &clusterv1alpha1.LocalSecretReference{Namespace: karmadaClusterNamespace, Name: name + "-impersonator"},
 		},
 	}
 	if _, err := k.karmadaClient.ClusterV1alpha1().Clusters().Create(ctx, cluster, metav1.CreateOptions{}); err != nil {
@@ -96,10 +112,17 @@ func (k *Karmada) JoinMember(ctx context.Context, name string, member *Member) e
 	return nil
 }
 
-// memberToken creates a cluster-admin service account on the member and
-// returns a token for it from the TokenRequest API (which needs no
-// kube-controller-manager).
-func memberToken(ctx context.Context, member *Member, account string) (string, error) {
+// The member's service accounts for Karmada and the roles they are bound to.
+const (
+	clusterAdminRole    = "cluster-admin"
+	impersonatorAccount = "karmada-impersonator"
+	impersonatorRole    = "karmada-impersonator"
+)
+
+// memberToken creates a service account on the member bound to role (the
+// impersonator role is created here) and returns a token for it from the
+// TokenRequest API (which needs no kube-controller-manager).
+func memberToken(ctx context.Context, member *Member, account, role string) (string, error) {
 	client := member.Client()
 	if err := ensureNamespace(ctx, client, karmadaClusterNamespace); err != nil {
 		return "", err
@@ -108,13 +131,18 @@ func memberToken(ctx context.Context, member *Member, account string) (string, e
 	if _, err := client.CoreV1().ServiceAccounts(karmadaClusterNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create service account %s on %s: %w", account, member.Name(), err)
 	}
+	if role == impersonatorRole {
+		if err := ensureImpersonatorRole(ctx, member); err != nil {
+			return "", err
+		}
+	}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: account},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: account, Namespace: karmadaClusterNamespace}},
 	}
 	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("bind %s to cluster-admin on %s: %w", account, member.Name(), err)
+		return "", fmt.Errorf("bind %s to %s on %s: %w", account, role, member.Name(), err)
 	}
 	tr, err := client.CoreV1().ServiceAccounts(karmadaClusterNamespace).CreateToken(ctx, account, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(memberTokenLifetime.Seconds()))},
@@ -123,6 +151,23 @@ func memberToken(ctx context.Context, member *Member, account string) (string, e
 		return "", fmt.Errorf("request token for %s on %s: %w", account, member.Name(), err)
 	}
 	return tr.Status.Token, nil
+}
+
+// ensureImpersonatorRole creates the ClusterRole that lets Karmada's proxy
+// act as its callers on the member and nothing else, as karmadactl join's.
+func ensureImpersonatorRole(ctx context.Context, member *Member) error {
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: impersonatorRole},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""},
+			Resources: []string{"users", "groups", "serviceaccounts"},
+			Verbs:     []string{"impersonate"},
+		}},
+	}
+	if _, err := member.Client().RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterRole %s on %s: %w", impersonatorRole, member.Name(), err)
+	}
+	return nil
 }
 
 // SetEstimator points karmada-scheduler at the estimator of cluster

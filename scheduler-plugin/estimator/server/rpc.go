@@ -19,6 +19,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/util"
 	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
 
+	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator"
 )
 
@@ -35,26 +36,36 @@ func (s *Server) MaxAvailableReplicas(ctx context.Context, request *pb.MaxAvaila
 		if err := s.checkCluster(request.GetCluster()); err != nil {
 			return nil, err
 		}
-		if _, err := estimator.ParseReplicaRequirements(request.GetReplicaRequirements(), s.cfg.Tessera); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "replica requirements: %v", err)
-		}
 		snapshot, err := s.snapshot()
-		if err != nil || snapshot.NumNodes() == 0 {
-			return &pb.MaxAvailableReplicasResponse{}, err
+		if err != nil {
+			return nil, err
 		}
-		estCtx := framework.ReplicaEstimationContext{Snapshot: snapshot, ReplicaRequirements: request.GetReplicaRequirements()}
-		if features.FeatureGate.Enabled(features.SchedulingOvercommitProtection) {
-			estCtx.AssumedWorkloads = request.GetAssumedWorkloads()
-		}
-		replicas, ret := s.framework.RunEstimateReplicasPlugins(ctx, estCtx)
-		switch {
-		case ret.IsUnschedulable():
-			return &pb.MaxAvailableReplicasResponse{}, nil
-		case ret.IsFailed():
-			return nil, pluginError(ctx, "estimate replicas", ret)
-		}
-		return &pb.MaxAvailableReplicasResponse{MaxReplicas: replicas}, nil
+		return estimateReplicas(ctx, s.framework, snapshot, request, s.cfg.Tessera)
 	})
+}
+
+// estimateReplicas is the answer to MaxAvailableReplicas over one
+// snapshot: the server's, or a Static estimator's.
+func estimateReplicas(ctx context.Context, fw framework.Framework, snapshot *schedcache.Snapshot,
+	request *pb.MaxAvailableReplicasRequest, cfg config.Config) (*pb.MaxAvailableReplicasResponse, error) {
+	if _, err := estimator.ParseReplicaRequirements(request.GetReplicaRequirements(), cfg); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "replica requirements: %v", err)
+	}
+	if snapshot.NumNodes() == 0 {
+		return &pb.MaxAvailableReplicasResponse{}, nil
+	}
+	estCtx := framework.ReplicaEstimationContext{Snapshot: snapshot, ReplicaRequirements: request.GetReplicaRequirements()}
+	if features.FeatureGate.Enabled(features.SchedulingOvercommitProtection) {
+		estCtx.AssumedWorkloads = request.GetAssumedWorkloads()
+	}
+	replicas, ret := fw.RunEstimateReplicasPlugins(ctx, estCtx)
+	switch {
+	case ret.IsUnschedulable():
+		return &pb.MaxAvailableReplicasResponse{}, nil
+	case ret.IsFailed():
+		return nil, pluginError(ctx, "estimate replicas", ret)
+	}
+	return &pb.MaxAvailableReplicasResponse{MaxReplicas: replicas}, nil
 }
 
 // MaxAvailableComponentSets answers how many complete component sets fit.

@@ -124,17 +124,13 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	if s.metrics, err = metrics.New(cfg.ClusterName, s.gpuCache, s.freshness); err != nil {
 		return nil, fmt.Errorf("create estimator server: %w", err)
 	}
-	registry := frameworkplugins.NewInTreeRegistry()
-	if err := registry.Register(estimator.Name, estimator.Factory(cfg.Tessera, s.gpuCache, cfg.Parallelism)); err != nil {
-		return nil, fmt.Errorf("create estimator server: %w", err)
-	}
-	s.framework, err = frameworkruntime.NewFramework(registry,
+	s.framework, err = newFramework(cfg.Tessera, s.gpuCache, cfg.Parallelism,
 		frameworkruntime.WithClientSet(clients.Kube),
 		frameworkruntime.WithInformerFactory(factory),
 		frameworkruntime.WithParallelism(cfg.Parallelism),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("create estimator framework: %w", err)
+		return nil, fmt.Errorf("create estimator server: %w", err)
 	}
 	schedSynced, err := (&schedCacheFeeder{cache: s.schedCache}).addEventHandlers(factory)
 	if err != nil {
@@ -146,6 +142,20 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	}
 	s.handlersSynced = append(schedSynced, gpuSynced...)
 	return s, nil
+}
+
+// newFramework is Karmada's estimation framework with its in-tree plugins
+// and Tessera's, reading GPU state from gpus.
+func newFramework(cfg config.Config, gpus estimator.GPUStateSource, parallelism int, opts ...frameworkruntime.Option) (framework.Framework, error) {
+	registry := frameworkplugins.NewInTreeRegistry()
+	if err := registry.Register(estimator.Name, estimator.Factory(cfg, gpus, parallelism)); err != nil {
+		return nil, fmt.Errorf("register the %s plugin: %w", estimator.Name, err)
+	}
+	fw, err := frameworkruntime.NewFramework(registry, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("create estimator framework: %w", err)
+	}
+	return fw, nil
 }
 
 // Start runs the informers, waits until the caches hold the cluster's
