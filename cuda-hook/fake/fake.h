@@ -43,6 +43,7 @@ struct fake_device {
     uint64_t tail_ns;       /* when the last submitted work finishes */
     uint64_t busy_total_ns; /* GPU time of all submitted work */
     int primary_refs;
+    int contexts; /* live contexts (the primary one counts once) */
     struct fake_ctx primary;
     struct fake_pool default_pool;
 };
@@ -51,6 +52,7 @@ struct fake {
     pthread_mutex_t mu;
     int initialised, ndev, reverse_uuids;
     uint64_t kernel_ns, next_handle;
+    uint64_t context_bytes; /* device memory each context takes */
     struct fake_device dev[FAKE_MAX_DEVICES];
     struct fake_alloc *allocs;
     size_t nallocs, cap_allocs;
@@ -73,6 +75,9 @@ int fake_current_dev(CUresult *err);
 /* Takes/gives device memory; take fails with CUDA_ERROR_OUT_OF_MEMORY. */
 CUresult fake_take(int dev, uint64_t bytes);
 void fake_give(int dev, uint64_t bytes);
+/* A context opens/closes on dev: takes/gives its memory (g_fake.mu held). */
+CUresult fake_context_open(int dev);
+void fake_context_close(int dev);
 /* Records/forgets a live allocation (caller holds g_fake.mu). */
 int fake_record(const struct fake_alloc *a);
 int fake_forget(uint64_t key, int kind, struct fake_alloc *out);

@@ -11,11 +11,15 @@ FAKE_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
         return CUDA_ERROR_INVALID_DEVICE;
     if (pctx == NULL)
         return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = CUDA_SUCCESS;
     pthread_mutex_lock(&g_fake.mu);
-    g_fake.dev[dev].primary_refs++;
+    if (g_fake.dev[dev].primary_refs == 0)
+        rc = fake_context_open(dev); /* the first retain creates it */
+    g_fake.dev[dev].primary_refs += rc == CUDA_SUCCESS;
     pthread_mutex_unlock(&g_fake.mu);
-    *pctx = (CUcontext)&g_fake.dev[dev].primary;
-    return CUDA_SUCCESS;
+    if (rc == CUDA_SUCCESS)
+        *pctx = (CUcontext)&g_fake.dev[dev].primary;
+    return rc;
 }
 
 FAKE_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
@@ -28,8 +32,8 @@ FAKE_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
     pthread_mutex_lock(&g_fake.mu);
     if (g_fake.dev[dev].primary_refs == 0)
         rc = CUDA_ERROR_INVALID_CONTEXT;
-    else
-        g_fake.dev[dev].primary_refs--;
+    else if (--g_fake.dev[dev].primary_refs == 0)
+        fake_context_close(dev); /* the last release destroys it */
     pthread_mutex_unlock(&g_fake.mu);
     return rc;
 }
@@ -45,6 +49,13 @@ static CUresult create(CUcontext *pctx, CUdevice dev)
     struct fake_ctx *c = malloc(sizeof(*c));
     if (c == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
+    pthread_mutex_lock(&g_fake.mu);
+    CUresult rc = fake_context_open(dev);
+    pthread_mutex_unlock(&g_fake.mu);
+    if (rc != CUDA_SUCCESS) {
+        free(c);
+        return rc;
+    }
     *c = (struct fake_ctx){.magic = FAKE_CTX_MAGIC, .dev = dev};
     fake_current = c; /* a created context becomes current, as in the driver */
     *pctx = (CUcontext)c;
@@ -86,6 +97,9 @@ FAKE_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
         return CUDA_ERROR_INVALID_CONTEXT;
     if (fake_current == c)
         fake_current = NULL;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_context_close(c->dev);
+    pthread_mutex_unlock(&g_fake.mu);
     c->magic = 0;
     free(c);
     return CUDA_SUCCESS;

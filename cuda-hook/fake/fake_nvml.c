@@ -6,12 +6,17 @@
 #include "fakecuda.h"
 #include "tessera_nvml_abi.h"
 
+#include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #define FAKE_EXPORT __attribute__((visibility("default")))
 #define NVML_MAX 8
+#define NVML_MAX_PROCS 256
 
 struct nvmlDevice_st {
     unsigned int index; /* NVML's order */
@@ -111,4 +116,85 @@ FAKE_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMem
     memory->used = 0;
     memory->free = memory->total;
     return NVML_SUCCESS;
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+    char mine[64];
+    if (!initialised)
+        return NVML_ERROR_UNINITIALIZED;
+    if (uuid == NULL || device == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    for (unsigned i = 0; i < ndev; i++) {
+        if (nvmlDeviceGetUUID(&devices[i], mine, sizeof(mine)) == NVML_SUCCESS &&
+            strcasecmp(mine, uuid) == 0) {
+            *device = &devices[i];
+            return NVML_SUCCESS;
+        }
+    }
+    return NVML_ERROR_NOT_FOUND;
+}
+
+/* The fake CUDA driver's counters, when it is loaded (it is a separate
+ * library: found at run time, as the two real libraries are independent). */
+static int cuda_contexts(int dev)
+{
+    int (*count)(int) = (int (*)(int))dlsym(RTLD_DEFAULT, "fakecuda_context_count");
+    return count != NULL ? count(dev) : 0;
+}
+
+static unsigned long long cuda_used(int dev)
+{
+    uint64_t (*used)(int) = (uint64_t(*)(int))dlsym(RTLD_DEFAULT, "fakecuda_used_bytes");
+    return used != NULL ? used(dev) : 0;
+}
+
+/* Lists the other processes (pids far from any real one), this process if
+ * it has a context on the device (what the fake driver handed it out: its
+ * contexts and allocations), and with FAKENVML_CHURN a newcomer each time. */
+static unsigned collect(const struct nvmlDevice_st *d, nvmlProcessInfo_t *out, unsigned room)
+{
+    static unsigned churn;
+    unsigned n = 0, others = (unsigned)env_ul("FAKENVML_OTHER_PROCS", 0);
+    nvmlProcessInfo_t all[NVML_MAX_PROCS];
+    for (unsigned i = 0; i < others && n < NVML_MAX_PROCS; i++)
+        all[n++] = (nvmlProcessInfo_t){.pid = 4000000 + i, .usedGpuMemory = 1ULL << 30};
+    if (cuda_contexts(d->cuda_id) > 0 && n < NVML_MAX_PROCS)
+        all[n++] = (nvmlProcessInfo_t){
+            .pid = (unsigned)getpid() + (unsigned)env_ul("FAKENVML_PID_OFFSET", 0),
+            .usedGpuMemory = cuda_used(d->cuda_id)};
+    if (env_ul("FAKENVML_CHURN", 0) == 1 && n < NVML_MAX_PROCS)
+        all[n++] = (nvmlProcessInfo_t){.pid = 5000000 + churn++, .usedGpuMemory = 1ULL << 20};
+    for (unsigned i = 0; i < n && i < room; i++)
+        out[i] = all[i];
+    return n;
+}
+
+static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count,
+                                      nvmlProcessInfo_t *infos)
+{
+    if (!initialised)
+        return NVML_ERROR_UNINITIALIZED;
+    if (device == NULL || count == NULL || (*count > 0 && infos == NULL))
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (env_ul("FAKENVML_NO_PROCESSES", 0) == 1)
+        return NVML_ERROR_NOT_SUPPORTED;
+    unsigned n = collect(device, infos, *count);
+    nvmlReturn_t rc = n > *count ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    *count = n;
+    return rc;
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                                 unsigned int *count,
+                                                                 nvmlProcessInfo_t *infos)
+{
+    return running_processes(device, count, infos);
+}
+
+FAKE_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device,
+                                                                 unsigned int *count,
+                                                                 nvmlProcessInfo_t *infos)
+{
+    return running_processes(device, count, infos);
 }

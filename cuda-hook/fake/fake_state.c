@@ -37,6 +37,7 @@ static void configure(void)
     uint64_t mib = env_u64("FAKECUDA_DEVICE_MEMORY_MIB", 16384);
     g_fake.ndev = n < 1 ? 1 : n > FAKE_MAX_DEVICES ? FAKE_MAX_DEVICES : (int)n;
     g_fake.kernel_ns = env_u64("FAKECUDA_KERNEL_US", 0) * 1000;
+    g_fake.context_bytes = env_u64("FAKECUDA_CONTEXT_MIB", 0) * FAKE_MIB;
     g_fake.reverse_uuids = env_u64("FAKECUDA_REVERSE_UUIDS", 0) == 1;
     for (int i = 0; i < g_fake.ndev; i++) {
         struct fake_device *d = &g_fake.dev[i];
@@ -156,6 +157,29 @@ CUresult fake_take(int dev, uint64_t bytes)
 void fake_give(int dev, uint64_t bytes)
 {
     g_fake.dev[dev].used -= bytes;
+}
+
+CUresult fake_context_open(int dev)
+{
+    CUresult rc = fake_take(dev, g_fake.context_bytes);
+    g_fake.dev[dev].contexts += rc == CUDA_SUCCESS;
+    return rc;
+}
+
+void fake_context_close(int dev)
+{
+    fake_give(dev, g_fake.context_bytes);
+    g_fake.dev[dev].contexts--;
+}
+
+FAKE_EXPORT int fakecuda_context_count(int dev)
+{
+    if (dev < 0 || dev >= FAKE_MAX_DEVICES)
+        return 0;
+    pthread_mutex_lock(&g_fake.mu);
+    int n = g_fake.dev[dev].contexts;
+    pthread_mutex_unlock(&g_fake.mu);
+    return n;
 }
 
 uint64_t fake_new_va(int dev, uint64_t size)

@@ -7,8 +7,14 @@
  *   FAKECUDA_DEVICE_COUNT       devices (1-8, default 1)
  *   FAKECUDA_DEVICE_MEMORY_MIB  memory per device (default 16384)
  *   FAKECUDA_KERNEL_US          simulated duration of each launch (default 0)
+ *   FAKECUDA_CONTEXT_MIB        device memory each context takes (default 0)
  *   FAKECUDA_REVERSE_UUIDS      1: device i gets the UUID of device n-1-i
  *   FAKENVML_REVERSE            1: NVML lists devices in reverse order
+ *   FAKENVML_PID_OFFSET         NVML reports this process as getpid() + offset,
+ *                               as a host sees a container's process (default 0)
+ *   FAKENVML_OTHER_PROCS        other processes NVML lists on every device
+ *   FAKENVML_CHURN              1: a new other process appears at every listing
+ *   FAKENVML_NO_PROCESSES       1: process listings are not supported
  */
 #ifndef TESSERA_FAKECUDA_H
 #define TESSERA_FAKECUDA_H
@@ -18,6 +24,8 @@
 
 /* Bytes the fake device dev has handed out (allocations and pool reserves). */
 uint64_t fakecuda_used_bytes(int dev);
+/* Contexts live on fake device dev (what NVML lists this process for). */
+int fakecuda_context_count(int dev);
 /* Allocations of every kind still live. */
 uint64_t fakecuda_live_allocations(void);
 /* GPU time the fake device has spent on launches up to now, in ns. */

@@ -24,6 +24,13 @@
 /* Path of the container's shared usage region (see tessera_region.h). */
 #define TESSERA_ENV_REGION_FILE "TESSERA_REGION_FILE"
 
+/* Optional, an operator's setting (the device plugin does not render it):
+ * MiB charged for a context whose real footprint cannot be measured (no
+ * NVML, or this process cannot be told apart in NVML's process list).
+ * Default: the build setting CONTEXT_FALLBACK_MIB (256). */
+#define TESSERA_ENV_CONTEXT_FALLBACK_MIB "TESSERA_CONTEXT_FALLBACK_MIB"
+#define TESSERA_ENV_CONTEXT_FALLBACK_MAX_MIB 65536
+
 /* Bounds of the values, shared by the parser and its tests. */
 #define TESSERA_ENV_CORE_LIMIT_MIN 1
 #define TESSERA_ENV_CORE_LIMIT_MAX 100

@@ -7,11 +7,10 @@
 
 static atomic_int warned_full, warned_untracked;
 
-CUresult hook_reserve(int dev, uint64_t bytes)
+CUresult hook_reserve_again(int dev, uint64_t bytes, int rc)
 {
     struct region *r = &g_hook.region;
     uint64_t limit = g_hook.cfg.mem_limit[dev];
-    int rc = region_reserve(r, dev, bytes, limit);
     if (rc == -1) {
         /* Pools may have handed memory back since we last looked. */
         pool_resync_all();
@@ -24,17 +23,12 @@ CUresult hook_reserve(int dev, uint64_t bytes)
     return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
-void hook_release(int dev, uint64_t bytes)
-{
-    region_release(&g_hook.region, dev, bytes);
-}
-
 void hook_track(uint8_t kind, uint64_t key, int dev, uint64_t size, uint64_t aux)
 {
     struct alloc_rec rec = {.key = key, .size = size, .aux = aux, .kind = kind, .dev = (int8_t)dev};
-    pthread_mutex_lock(&g_hook.mu);
+    spin_lock(&g_hook.allocs_lock);
     int rc = table_put(&g_hook.allocs, &rec);
-    pthread_mutex_unlock(&g_hook.mu);
+    spin_unlock(&g_hook.allocs_lock);
     /* Without a record the charge can never be released: it stays, which
      * errs on the side of the limit. */
     if (rc != 0 && atomic_exchange(&warned_untracked, 1) == 0)
@@ -48,17 +42,17 @@ void hook_retrack(const struct alloc_rec *rec)
 
 int hook_untrack(uint8_t kind, uint64_t key, struct alloc_rec *out)
 {
-    pthread_mutex_lock(&g_hook.mu);
+    spin_lock(&g_hook.allocs_lock);
     int found = table_take(&g_hook.allocs, kind, key, out);
-    pthread_mutex_unlock(&g_hook.mu);
+    spin_unlock(&g_hook.allocs_lock);
     return found;
 }
 
 int hook_untrack_by_aux(uint8_t kind, uint64_t aux, struct alloc_rec *out)
 {
-    pthread_mutex_lock(&g_hook.mu);
+    spin_lock(&g_hook.allocs_lock);
     int found = table_take_by_aux(&g_hook.allocs, kind, aux, out);
-    pthread_mutex_unlock(&g_hook.mu);
+    spin_unlock(&g_hook.allocs_lock);
     return found;
 }
 
@@ -66,6 +60,6 @@ void hook_release_rec(const struct alloc_rec *rec)
 {
     if (rec->kind == KIND_POOL_PTR)
         pool_resync((CUmemoryPool)(uintptr_t)rec->aux);
-    else if (rec->kind != KIND_CTX)
-        hook_release(rec->dev, rec->size);
+    else
+        hook_release(rec->dev, rec->size); /* contexts too: size is their charge */
 }

@@ -23,7 +23,7 @@ static int uuid_equal(const char *a, const char *b)
     return *a != '\0' && strcasecmp(a, b) == 0;
 }
 
-static void format_uuid(const CUuuid *u, char *out, size_t len)
+void hook_format_uuid(const CUuuid *u, char *out, size_t len)
 {
     const unsigned char *b = (const unsigned char *)u->bytes;
     snprintf(out, len, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
@@ -60,7 +60,7 @@ static int compute_cuda(CUdevice dev)
     __typeof__(&cuDeviceGetUuid) get = REAL(cuDeviceGetUuid);
     if (get == NULL || get(&u, dev) != CUDA_SUCCESS)
         return match(NULL, dev);
-    format_uuid(&u, s, sizeof(s));
+    hook_format_uuid(&u, s, sizeof(s));
     return match(s, dev);
 }
 
@@ -78,11 +78,29 @@ int hook_dev_of_cuda(CUdevice dev)
     return ordinal;
 }
 
-int hook_current_dev(void)
+/* Whether CUDA sees one device only, and it is the container's; asked once
+ * the driver is initialised (before, the answer is not final). */
+static void find_sole(void)
+{
+    int n = 0;
+    __typeof__(&cuDeviceGetCount) count = REAL(cuDeviceGetCount);
+    if (count == NULL || count(&n) != CUDA_SUCCESS)
+        return;
+    int ordinal = n == 1 ? hook_dev_of_cuda(0) : -1;
+    atomic_store_explicit(&g_hook.sole_dev, ordinal >= 0 ? ordinal : -1, memory_order_relaxed);
+}
+
+int hook_current_dev_slow(void)
 {
     hook_config();
     if (!g_hook.cfg.enforce)
         return -1;
+    if (atomic_load_explicit(&g_hook.sole_dev, memory_order_relaxed) == HOOK_SOLE_UNKNOWN) {
+        find_sole();
+        int sole = atomic_load_explicit(&g_hook.sole_dev, memory_order_relaxed);
+        if (sole >= 0)
+            return sole;
+    }
     CUdevice dev;
     __typeof__(&cuCtxGetDevice) get = REAL(cuCtxGetDevice);
     if (get == NULL || get(&dev) != CUDA_SUCCESS)

@@ -11,6 +11,10 @@
 
 #define MIB (1024ULL * 1024ULL)
 
+#ifndef TESSERA_CONTEXT_FALLBACK_MIB
+#define TESSERA_CONTEXT_FALLBACK_MIB 256
+#endif
+
 int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (s == NULL || *s < '0' || *s > '9')
@@ -106,6 +110,24 @@ static int load_count(struct tessera_config *cfg, env_lookup_fn get, char *msg, 
     return 0;
 }
 
+/* Absent is the build's default; a bad value keeps it (never zero by mistake). */
+static int load_fallback(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t msglen)
+{
+    const char *v = get(TESSERA_ENV_CONTEXT_FALLBACK_MIB);
+    uint64_t mib = TESSERA_CONTEXT_FALLBACK_MIB;
+    cfg->context_fallback = mib * MIB;
+    if (v == NULL)
+        return 0;
+    if (parse_u64(v, 0, TESSERA_ENV_CONTEXT_FALLBACK_MAX_MIB, &mib) != 0) {
+        note(msg, msglen, "%s=%s is not a number of MiB in 0-%d: using %d",
+             TESSERA_ENV_CONTEXT_FALLBACK_MIB, v, TESSERA_ENV_CONTEXT_FALLBACK_MAX_MIB,
+             TESSERA_CONTEXT_FALLBACK_MIB);
+        return 1;
+    }
+    cfg->context_fallback = mib * MIB;
+    return 0;
+}
+
 int config_load(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t msglen)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -119,6 +141,7 @@ int config_load(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t
         problems += load_cores(cfg, get, i, msg, msglen);
         load_uuid(cfg, get, i);
     }
+    problems += load_fallback(cfg, get, msg, msglen);
     cfg->region_path = get(TESSERA_ENV_REGION_FILE);
     if (cfg->region_path == NULL || cfg->region_path[0] == '\0') {
         cfg->region_path = NULL;

@@ -18,6 +18,7 @@ struct tessera_config {
     unsigned core_pct[TESSERA_REGION_MAX_DEVICES];  /* 0 = no cap */
     char uuid[TESSERA_REGION_MAX_DEVICES][TESSERA_REGION_UUID_LEN];
     const char *region_path; /* NULL: no shared region */
+    uint64_t context_fallback; /* bytes charged for a context that cannot be measured */
 };
 
 /* getenv, or a stand-in for tests. */

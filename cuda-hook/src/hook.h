@@ -7,6 +7,7 @@
 #define TESSERA_HOOK_H
 
 #include "env.h"
+#include "spin.h"
 #include "region.h"
 #include "symbols.h"
 #include "table.h"
@@ -21,6 +22,7 @@
 
 /* CUdevice ordinals the device map caches (a node has at most a few dozen). */
 #define HOOK_MAX_CUDA_DEVICES 64
+#define HOOK_SOLE_UNKNOWN (-2)
 /* devmap value: not computed yet. */
 #define DEVMAP_UNKNOWN (-2)
 
@@ -31,8 +33,13 @@ struct hook {
     pthread_mutex_t init_mu;
     struct tessera_config cfg;
     struct region region;
-    pthread_mutex_t mu; /* allocs and the pool registry */
+    pthread_mutex_t mu;      /* the pool registry */
+    atomic_flag allocs_lock; /* allocs (spin.h) */
     struct table allocs;
+    /* Container ordinal of every context when CUDA sees a single device of
+     * the container (then no driver call is needed to find the current
+     * device); -1 when it sees several, HOOK_SOLE_UNKNOWN until known. */
+    _Atomic int sole_dev;
     _Atomic int devmap[HOOK_MAX_CUDA_DEVICES];
     void *real[SYM_COUNT];
 };
@@ -87,16 +94,37 @@ void pool_unregister(CUmemoryPool pool);
 void hook_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Container device ordinal of the current context's device, or -1 when the
- * process is not enforcing, has no context, or the device is not ours. */
-int hook_current_dev(void);
+ * process is not enforcing, has no context, or the device is not ours. With
+ * a single device it is that device's ordinal even without a context: the
+ * driver then refuses the call, and the caller gives its reservation back. */
+int hook_current_dev_slow(void);
+static inline int hook_current_dev(void)
+{
+    int sole = atomic_load_explicit(&g_hook.sole_dev, memory_order_relaxed);
+    return sole >= 0 ? sole : hook_current_dev_slow();
+}
 /* Container device ordinal of a CUDA device, or -1. */
 int hook_dev_of_cuda(CUdevice dev);
+/* A CUDA UUID as NVML and the environment write it: "GPU-xxxxxxxx-...". */
+void hook_format_uuid(const CUuuid *u, char *out, size_t len);
 /* Container device ordinal of an NVML device, or -1. */
 int hook_dev_of_nvml(nvmlDevice_t dev);
 
-/* Reserves bytes on container device dev; 0 or CUDA_ERROR_OUT_OF_MEMORY. */
-CUresult hook_reserve(int dev, uint64_t bytes);
-void hook_release(int dev, uint64_t bytes);
+/* After region_reserve refused (rc): resyncs pools and tries again, or
+ * says why not. 0 or CUDA_ERROR_OUT_OF_MEMORY. */
+CUresult hook_reserve_again(int dev, uint64_t bytes, int rc);
+
+/* Reserves bytes on container device dev; 0 or CUDA_ERROR_OUT_OF_MEMORY.
+ * Inline: every allocation takes it, and it almost always succeeds at once. */
+static inline CUresult hook_reserve(int dev, uint64_t bytes)
+{
+    int rc = region_reserve(&g_hook.region, dev, bytes, g_hook.cfg.mem_limit[dev]);
+    return rc == 0 ? CUDA_SUCCESS : hook_reserve_again(dev, bytes, rc);
+}
+static inline void hook_release(int dev, uint64_t bytes)
+{
+    region_release(&g_hook.region, dev, bytes);
+}
 /* Remembers what an allocation charged; call after the driver succeeded. */
 void hook_track(uint8_t kind, uint64_t key, int dev, uint64_t size, uint64_t aux);
 /* Forgets an allocation; returns 1 and the record if it was tracked. */

@@ -25,14 +25,20 @@ TESSERA_EXPORT CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     CUresult rc = real(free, total);
+    if (rc != CUDA_SUCCESS)
+        return rc;
     int dev = hook_current_dev();
-    if (rc != CUDA_SUCCESS || limit_of(dev) == 0)
+    uint64_t limit = limit_of(dev);
+    if (limit == 0)
         return rc;
     pool_resync_all();
     if (total != NULL)
-        *total = limit_of(dev);
-    if (free != NULL && *free > room(dev))
-        *free = room(dev); /* the GPU itself may have less: keep the smaller */
+        *total = limit;
+    if (free != NULL) {
+        uint64_t left = room(dev); /* read once: others allocate meanwhile */
+        if (*free > left)
+            *free = left; /* the GPU itself may have less: keep the smaller */
+    }
     return rc;
 }
 

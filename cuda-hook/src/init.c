@@ -15,6 +15,8 @@
 struct hook g_hook = {
     .init_mu = PTHREAD_MUTEX_INITIALIZER,
     .mu = PTHREAD_MUTEX_INITIALIZER,
+    .allocs_lock = ATOMIC_FLAG_INIT,
+    .sole_dev = HOOK_SOLE_UNKNOWN,
 };
 
 _Thread_local int hook_loading;
@@ -42,6 +44,7 @@ static const char *env_get(const char *name)
 static void after_fork_child(void)
 {
     pthread_mutex_init(&g_hook.mu, NULL);
+    atomic_flag_clear(&g_hook.allocs_lock);
     region_forget_slot(&g_hook.region);
     table_clear(&g_hook.allocs);
     context_forget_all();

@@ -20,32 +20,38 @@ static CUresult settle(CUresult rc, int dev, uint64_t size, uint8_t kind, uint64
     return rc;
 }
 
-static CUresult alloc_plain(CUdeviceptr *dptr, size_t size, unsigned int flags, int managed)
+/* The most frequent allocation of all: written out without the managed
+ * variant's branches. */
+TESSERA_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
-    __typeof__(&cuMemAlloc_v2) plain = REAL(cuMemAlloc_v2);
-    __typeof__(&cuMemAllocManaged) man = REAL(cuMemAllocManaged);
-    if (managed ? man == NULL : plain == NULL)
+    __typeof__(&cuMemAlloc_v2) real = REAL(cuMemAlloc_v2);
+    if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     int dev = hook_current_dev();
     if (dev < 0 || dptr == NULL)
-        return managed ? man(dptr, size, flags) : plain(dptr, size);
-    CUresult rc = hook_reserve(dev, size);
+        return real(dptr, bytesize);
+    CUresult rc = hook_reserve(dev, bytesize);
     if (rc != CUDA_SUCCESS)
         return rc;
-    rc = managed ? man(dptr, size, flags) : plain(dptr, size);
-    return settle(rc, dev, size, KIND_PTR, rc == CUDA_SUCCESS ? *dptr : 0);
-}
-
-TESSERA_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
-{
-    return alloc_plain(dptr, bytesize, 0, 0);
+    rc = real(dptr, bytesize);
+    return settle(rc, dev, bytesize, KIND_PTR, rc == CUDA_SUCCESS ? *dptr : 0);
 }
 
 /* Managed memory may migrate anywhere; it is charged to the device current
  * at allocation, where it is most likely to live. */
 TESSERA_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
 {
-    return alloc_plain(dptr, bytesize, flags, 1);
+    __typeof__(&cuMemAllocManaged) real = REAL(cuMemAllocManaged);
+    if (real == NULL)
+        return CUDA_ERROR_NOT_FOUND;
+    int dev = hook_current_dev();
+    if (dev < 0 || dptr == NULL)
+        return real(dptr, bytesize, flags);
+    CUresult rc = hook_reserve(dev, bytesize);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    rc = real(dptr, bytesize, flags);
+    return settle(rc, dev, bytesize, KIND_PTR, rc == CUDA_SUCCESS ? *dptr : 0);
 }
 
 static uint64_t pitch_bound(size_t width, size_t height)

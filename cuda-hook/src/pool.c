@@ -19,7 +19,7 @@ struct pool_ent {
 
 /* Guarded by g_hook.mu. */
 static struct pool_ent pools[POOL_MAX];
-static int pool_count;
+static _Atomic int pool_count; /* read without the lock by pool_resync_all */
 
 static struct pool_ent *find(CUmemoryPool pool)
 {
@@ -74,6 +74,9 @@ void pool_resync(CUmemoryPool pool)
 
 void pool_resync_all(void)
 {
+    /* Most processes never create a pool: their cuMemGetInfo takes no lock. */
+    if (atomic_load_explicit(&pool_count, memory_order_relaxed) == 0)
+        return;
     pthread_mutex_lock(&g_hook.mu);
     for (int i = 0; i < pool_count; i++) {
         int64_t delta = 0;

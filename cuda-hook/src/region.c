@@ -72,13 +72,22 @@ static int claim(struct region *r)
     return rc;
 }
 
+/* The mapping is read once into a local: the atomic loads would otherwise
+ * make the compiler read it again for every record. */
 uint64_t region_used(const struct region *r, int dev)
 {
-    uint32_t n = atomic_load(&r->map->proc_hwm);
+    struct tessera_region *m = r->map;
+    uint32_t n = atomic_load(&m->proc_hwm);
     uint64_t sum = 0;
     for (uint32_t i = 0; i < n && i < TESSERA_REGION_MAX_PROCS; i++)
-        sum += atomic_load(&rec_of(r, (int)i)->used_bytes[dev]);
+        sum += atomic_load(&m->procs[i].used_bytes[dev]);
     return sum;
+}
+
+uint64_t region_mine(const struct region *r, int dev)
+{
+    int slot = atomic_load(&r->slot);
+    return slot < 0 ? 0 : atomic_load(&rec_of(r, slot)->used_bytes[dev]);
 }
 
 /* Usage plus reservations in flight. Per record, pending is read before
@@ -86,11 +95,12 @@ uint64_t region_used(const struct region *r, int dev)
  * after), so this order can count it twice but never miss it. */
 static uint64_t claimed(const struct region *r, int dev)
 {
-    uint32_t n = atomic_load(&r->map->proc_hwm);
+    struct tessera_region *m = r->map;
+    uint32_t n = atomic_load(&m->proc_hwm);
     uint64_t sum = 0;
     for (uint32_t i = 0; i < n && i < TESSERA_REGION_MAX_PROCS; i++) {
-        sum += atomic_load(&rec_of(r, (int)i)->pending_bytes[dev]);
-        sum += atomic_load(&rec_of(r, (int)i)->used_bytes[dev]);
+        sum += atomic_load(&m->procs[i].pending_bytes[dev]);
+        sum += atomic_load(&m->procs[i].used_bytes[dev]);
     }
     return sum;
 }
@@ -100,28 +110,47 @@ static uint64_t claimed(const struct region *r, int dev)
  * at once, the one announced last saw all the others announced (pending or
  * used) when it checked, so a set that passed never exceeds the limit.
  */
-int region_reserve(struct region *r, int dev, uint64_t bytes, uint64_t limit)
+/* The announcement of the first attempt failed: others may be racing for
+ * the same bytes, or a dead process may hold them. */
+__attribute__((noinline, cold)) static int reserve_again(struct region *r, struct tessera_region_proc *me, int dev,
+                         uint64_t bytes, uint64_t limit)
 {
-    if (claim(r) != 0)
-        return -2;
-    if (limit != 0 && bytes > limit)
-        return -1;
-    struct tessera_region_proc *me = rec_of(r, atomic_load(&r->slot));
-    for (int attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
+    region_reclaim(r);
+    for (int attempt = 1; attempt < RESERVE_ATTEMPTS; attempt++) {
+        if (region_used(r, dev) + bytes > limit)
+            return -1; /* no room even without racing reservations */
+        sched_yield();
         atomic_fetch_add(&me->pending_bytes[dev], bytes);
-        int fits = limit == 0 || claimed(r, dev) <= limit;
+        int fits = claimed(r, dev) <= limit;
         if (fits)
             atomic_fetch_add(&me->used_bytes[dev], bytes);
         atomic_fetch_sub(&me->pending_bytes[dev], bytes);
         if (fits)
             return 0;
-        if (attempt == 0)
-            region_reclaim(r); /* a dead process may hold the room */
-        if (region_used(r, dev) + bytes > limit)
-            return -1; /* no room even without racing reservations */
-        sched_yield();
     }
     return -1;
+}
+
+/* The first attempt is written out on its own: it is every allocation's
+ * path, and almost always the only one. */
+int region_reserve(struct region *r, int dev, uint64_t bytes, uint64_t limit)
+{
+    int slot = atomic_load_explicit(&r->slot, memory_order_acquire);
+    if (slot < 0 && claim(r) != 0)
+        return -2;
+    struct tessera_region_proc *me = rec_of(r, atomic_load(&r->slot));
+    if (limit == 0) {
+        atomic_fetch_add(&me->used_bytes[dev], bytes); /* nothing to check against */
+        return 0;
+    }
+    if (bytes > limit)
+        return -1;
+    atomic_fetch_add(&me->pending_bytes[dev], bytes);
+    int fits = claimed(r, dev) <= limit;
+    if (fits)
+        atomic_fetch_add(&me->used_bytes[dev], bytes);
+    atomic_fetch_sub(&me->pending_bytes[dev], bytes);
+    return fits ? 0 : reserve_again(r, me, dev, bytes, limit);
 }
 
 void region_charge(struct region *r, int dev, uint64_t bytes)
@@ -135,10 +164,12 @@ void region_release(struct region *r, int dev, uint64_t bytes)
     if (atomic_load(&r->slot) < 0)
         return;
     _Atomic uint64_t *mine = &rec_of(r, atomic_load(&r->slot))->used_bytes[dev];
-    uint64_t cur = atomic_load(mine);
-    /* Never below zero, even if a caller releases more than it charged. */
-    while (!atomic_compare_exchange_weak(mine, &cur, cur > bytes ? cur - bytes : 0)) {
-    }
+    /* Only this process's threads write its record while it lives, so one
+     * subtraction suffices; should a caller release more than it charged,
+     * the excess is put back, so the record never stays below zero. */
+    uint64_t old = atomic_fetch_sub(mine, bytes);
+    if (__builtin_expect(old < bytes, 0))
+        atomic_fetch_add(mine, bytes - old);
 }
 
 void region_note_launch(struct region *r, int dev, uint64_t realtime_ns)

@@ -42,6 +42,8 @@ void region_charge(struct region *r, int dev, uint64_t bytes);
 void region_release(struct region *r, int dev, uint64_t bytes);
 /* Usage of device dev by all processes of the container. */
 uint64_t region_used(const struct region *r, int dev);
+/* Usage of device dev charged by this process alone (0 before its first). */
+uint64_t region_mine(const struct region *r, int dev);
 /* Frees the records of processes that no longer exist; returns how many. */
 int region_reclaim(struct region *r);
 /* Records a paced launch on dev at realtime_ns (for metrics). */

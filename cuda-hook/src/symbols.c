@@ -73,6 +73,13 @@ const struct sym_entry hook_syms[SYM_COUNT] = {
     [SYM_cuEventDestroy_v2] = {"cuEventDestroy_v2", NULL, LIB_CUDA},
     [SYM_nvmlDeviceGetUUID] = {"nvmlDeviceGetUUID", NULL, LIB_NVML},
     [SYM_nvmlDeviceGetIndex] = {"nvmlDeviceGetIndex", NULL, LIB_NVML},
+    [SYM_nvmlInit_v2] = {"nvmlInit_v2", NULL, LIB_NVML},
+    [SYM_nvmlDeviceGetHandleByUUID] = {"nvmlDeviceGetHandleByUUID", NULL, LIB_NVML},
+    [SYM_nvmlDeviceGetComputeRunningProcesses_v3] = {"nvmlDeviceGetComputeRunningProcesses_v3",
+                                                     NULL, LIB_NVML},
+    [SYM_nvmlDeviceGetComputeRunningProcesses_v2] = {"nvmlDeviceGetComputeRunningProcesses_v2",
+                                                     NULL, LIB_NVML},
+    [SYM_cuDeviceGetCount] = {"cuDeviceGetCount", NULL, LIB_CUDA},
 };
 
 int sym_find(const char *name)

@@ -73,6 +73,11 @@ enum sym_id {
     SYM_cuEventDestroy_v2,
     SYM_nvmlDeviceGetUUID,
     SYM_nvmlDeviceGetIndex,
+    SYM_nvmlInit_v2,
+    SYM_nvmlDeviceGetHandleByUUID,
+    SYM_nvmlDeviceGetComputeRunningProcesses_v3,
+    SYM_nvmlDeviceGetComputeRunningProcesses_v2,
+    SYM_cuDeviceGetCount,
     SYM_COUNT
 };
 

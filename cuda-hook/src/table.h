@@ -19,7 +19,7 @@ enum alloc_kind {
     KIND_ARRAY,      /* cuArrayCreate / cuArray3DCreate */
     KIND_MIPMAP,     /* cuMipmappedArrayCreate */
     KIND_GRAPH_NODE, /* cuGraphAddMemAllocNode; aux = owning graph */
-    KIND_CTX         /* cuCtxCreate; size unused */
+    KIND_CTX         /* cuCtxCreate; size = the context's charge */
 };
 
 struct alloc_rec {

@@ -33,9 +33,11 @@ run_unit() { # program
     tally "$1" $? "$out"
 }
 
+# Contexts take memory in the fake driver as on a GPU, and the hook must
+# charge exactly that (tests read it back through th_context_bytes).
 run_hooked() { # program
     local out=$build/tests/$1.out
-    LD_PRELOAD=$hook LD_LIBRARY_PATH=$fakes "$build/tests/$1" >"$out" 2>"$out.stderr"
+    FAKECUDA_CONTEXT_MIB=${FAKECUDA_CONTEXT_MIB:-300} LD_PRELOAD=$hook LD_LIBRARY_PATH=$fakes "$build/tests/$1" >"$out" 2>"$out.stderr"
     tally "$1" $? "$out"
 }
 
@@ -70,7 +72,7 @@ check_exports() {
 
 check_exports
 for t in t_units t_pacer_sim; do run_unit "$t"; done
-for t in t_paths t_dlsym t_kinds t_info t_passthrough t_region_init t_multiproc t_kill t_core_cap t_busy; do
+for t in t_paths t_dlsym t_kinds t_info t_passthrough t_region_init t_multiproc t_kill t_context t_core_cap t_busy; do
     run_hooked "$t"
 done
 rm -rf /tmp/tessera-hook-test.*

@@ -12,6 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+uint64_t th_context_bytes(void)
+{
+    const char *v = getenv("FAKECUDA_CONTEXT_MIB");
+    return v == NULL ? 0 : strtoull(v, NULL, 10) * TH_MIB;
+}
+
 const char *th_tmpdir(void)
 {
     static char dir[64];
