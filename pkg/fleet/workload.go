@@ -63,6 +63,9 @@ func ReadWorkload(data []byte) (Workload, error) {
 	case 0:
 		return Workload{}, errors.New("read workload: the file has no Deployment, StatefulSet, ReplicaSet, DaemonSet, Job, CronJob, Pod or PodTemplate")
 	case 1:
+		if found[0].Replicas < 0 {
+			return Workload{}, fmt.Errorf("read workload: %s %s has a negative replica count %d", found[0].Kind, found[0].Name, found[0].Replicas)
+		}
 		return found[0], nil
 	}
 	return Workload{}, fmt.Errorf("read workload: the file has %d workloads (%s %s, %s %s, ...); give one",

@@ -11,7 +11,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework/plugins/noderesource"
 	"github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework/parallelize"
 
-	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/internal/testcluster"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 // stockHandle is the framework.Handle Karmada's runtime would give the

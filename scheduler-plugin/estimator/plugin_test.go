@@ -17,7 +17,7 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
-	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/internal/testcluster"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 const (

@@ -21,7 +21,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
-	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/internal/testcluster"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 func smallCluster() ([]*corev1.Node, []*corev1.Pod) {

@@ -16,7 +16,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework/plugins/noderesource"
 
-	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/internal/testcluster"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 const (
