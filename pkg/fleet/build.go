@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -45,10 +46,14 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 		badInventory: map[string]error{},
 		view:         Cluster{Name: name, Nodes: []Node{}, Pods: []Pod{}},
 	}
-	assigned := podsByAssignedNode(objs.pods, keys, &m.view.Problems)
+	decoded := decodeAssignments(objs.pods, keys, &m.view.Problems)
+	assigned := map[string][]gpustate.AssignedPod{}
+	for _, d := range decoded {
+		assigned[d.Assignment.Node] = append(assigned[d.Assignment.Node], d.AssignedPod)
+	}
 	perNode := make([][]vgpu.DeviceState, 0, len(objs.nodes))
 	for _, node := range objs.nodes {
-		devices, podErrs, err := gpustate.NodeDevicesWithPodErrors(node, assigned[node.Name], keys)
+		devices, podErrs, err := gpustate.NodeDevicesAssigned(node, assigned[node.Name], keys)
 		for _, pe := range podErrs {
 			m.view.Problems = append(m.view.Problems, pe.Error())
 		}
@@ -63,12 +68,12 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 		}
 		m.devices[node.Name] = devices
 		perNode = append(perNode, devices)
-		view.GPUs = gpuViews(devices, assigned[node.Name], node.Name, keys)
+		view.GPUs = gpuViews(devices, assigned[node.Name])
 		m.view.Nodes = append(m.view.Nodes, view)
 	}
 	slices.SortFunc(m.view.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	m.view.Models = gpustate.SummarizeModels(name, perNode)
-	m.view.Pods = podViews(name, objs.pods, cfg, &m.view.Problems)
+	m.view.Pods = podViews(name, objs.pods, decoded, cfg, &m.view.Problems)
 	for _, p := range m.view.Pods {
 		if p.Waiting {
 			m.view.WaitingPods++
@@ -79,10 +84,17 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 	return m
 }
 
-// podsByAssignedNode groups pods by the node their assignment names, the
-// way the estimator's GPU cache attaches them. Terminal pods hold nothing.
-func podsByAssignedNode(pods []*corev1.Pod, keys annotations.Keys, problems *[]string) map[string][]*corev1.Pod {
-	out := map[string][]*corev1.Pod{}
+// decodedPod is a pod with its assignment decoded, once per build.
+type decodedPod struct {
+	gpustate.AssignedPod
+	pod *corev1.Pod
+}
+
+// decodeAssignments decodes every non-terminal pod's assignment, by pod;
+// an undecodable one is a problem and the pod holds nothing, as in the
+// estimator's GPU cache.
+func decodeAssignments(pods []*corev1.Pod, keys annotations.Keys, problems *[]string) map[*corev1.Pod]decodedPod {
+	out := make(map[*corev1.Pod]decodedPod, len(pods))
 	for _, pod := range pods {
 		if gpustate.IsTerminal(pod) {
 			continue
@@ -92,24 +104,21 @@ func podsByAssignedNode(pods []*corev1.Pod, keys annotations.Keys, problems *[]s
 		case err != nil:
 			*problems = append(*problems, fmt.Sprintf("pod %s/%s: %v", pod.Namespace, pod.Name, err))
 		case found:
-			out[a.Node] = append(out[a.Node], pod)
+			out[pod] = decodedPod{AssignedPod: gpustate.AssignedPod{Name: pod.Namespace + "/" + pod.Name, Assignment: a}, pod: pod}
 		}
 	}
 	return out
 }
 
 // gpuViews renders a node's devices with the containers that hold each.
-func gpuViews(devices []vgpu.DeviceState, pods []*corev1.Pod, node string, keys annotations.Keys) []GPU {
+func gpuViews(devices []vgpu.DeviceState, assigned []gpustate.AssignedPod) []GPU {
 	holders := map[string][]Holder{}
-	for _, pod := range pods {
-		a, _, err := gpustate.PodAssignment(pod, keys)
-		if err != nil || a.Node != node {
-			continue
-		}
-		for _, c := range a.Containers {
+	for _, ap := range assigned {
+		namespace, pod, _ := strings.Cut(ap.Name, "/")
+		for _, c := range ap.Assignment.Containers {
 			for _, d := range c.Devices {
 				holders[d.UUID] = append(holders[d.UUID], Holder{
-					Namespace: pod.Namespace, Pod: pod.Name, Container: c.Name, MemoryMiB: d.MemoryMiB, Cores: d.Cores,
+					Namespace: namespace, Pod: pod, Container: c.Name, MemoryMiB: d.MemoryMiB, Cores: d.Cores,
 				})
 			}
 		}
@@ -135,14 +144,14 @@ func gpuViews(devices []vgpu.DeviceState, pods []*corev1.Pod, node string, keys 
 }
 
 // podViews lists the pods that ask for vGPUs or hold an assignment.
-func podViews(cluster string, pods []*corev1.Pod, cfg config.Config, problems *[]string) []Pod {
-	keys := cfg.Keys()
+func podViews(cluster string, pods []*corev1.Pod, decoded map[*corev1.Pod]decodedPod, cfg config.Config, problems *[]string) []Pod {
 	out := []Pod{}
 	for _, pod := range pods {
 		if gpustate.IsTerminal(pod) {
 			continue
 		}
-		p, ok, err := podView(cluster, pod, cfg, keys)
+		d, assigned := decoded[pod]
+		p, ok, err := podView(cluster, pod, d.Assignment, assigned, cfg)
 		if err != nil {
 			*problems = append(*problems, err.Error())
 		}
@@ -156,12 +165,11 @@ func podViews(cluster string, pods []*corev1.Pod, cfg config.Config, problems *[
 	return out
 }
 
-// podView is one pod's line: its assignment when it has one, else its
-// request. ok is false for a pod that has nothing to do with vGPUs.
-func podView(cluster string, pod *corev1.Pod, cfg config.Config, keys annotations.Keys) (Pod, bool, error) {
+// podView is one pod's line: its (decoded) assignment when it has one,
+// else its request. ok is false for a pod that has nothing to do with vGPUs.
+func podView(cluster string, pod *corev1.Pod, a annotations.Assignment, assigned bool, cfg config.Config) (Pod, bool, error) {
 	p := Pod{Cluster: cluster, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, Phase: string(pod.Status.Phase)}
-	a, found, aerr := gpustate.PodAssignment(pod, keys)
-	if found && aerr == nil {
+	if assigned {
 		if p.Node == "" {
 			p.Node = a.Node
 		}

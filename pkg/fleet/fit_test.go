@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/fleet/fleettest"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/server"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
@@ -123,7 +124,7 @@ func TestFitEqualsEstimatorOverGRPC(t *testing.T) {
 		t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
 			nodes, pods := testcluster.Fragmented(seed, 4+int(seed)%3, 8, 5+int(seed)*2, []string{"a", "b"})
 			est := startEstimator(t, "member", nodes, pods)
-			st := NewState(config.Default(), time.Now(), []MemberInput{{Cluster: readyCluster("member"), Nodes: nodes, Pods: pods}})
+			st := NewState(config.Default(), time.Now(), []MemberInput{{Cluster: fleettest.ReadyCluster("member"), Nodes: nodes, Pods: pods}})
 			for name, tmpl := range shapes {
 				res, err := st.Fit(context.Background(), FitRequest{Template: tmpl})
 				if err != nil {
@@ -146,16 +147,3 @@ func TestFitEqualsEstimatorOverGRPC(t *testing.T) {
 		t.Errorf("the shapes gave %d non-zero and %d zero answers; the clusters do not exercise the fit", nonzero, zero)
 	}
 }
-
-// readyCluster is a Karmada Cluster object for a ready push member with
-// no resource summary.
-func readyCluster(name string) *clusterv1alpha1.Cluster {
-	return &clusterv1alpha1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       clusterv1alpha1.ClusterSpec{SyncMode: clusterv1alpha1.Push},
-		Status: clusterv1alpha1.ClusterStatus{Conditions: []metav1.Condition{{
-			Type: clusterv1alpha1.ClusterConditionReady, Status: metav1.ConditionTrue,
-		}}},
-	}
-}
-

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/pager"
 	"k8s.io/klog/v2"
 
 	"github.com/tessera-gpu/tessera/pkg/config"
@@ -73,14 +72,19 @@ func NewReader(cfg *rest.Config, opts Options) (*Reader, error) {
 	if opts.MemberTimeout < 0 || opts.Parallelism < 0 {
 		return nil, fmt.Errorf("create fleet reader: member timeout %v and parallelism %d must be positive", opts.MemberTimeout, opts.Parallelism)
 	}
-	cfg = rest.CopyConfig(cfg)
-	// Protobuf for the large lists: decoding thousands of pods is most of
-	// what a read costs, and protobuf decodes several times faster than JSON.
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	client, err := karmadaclientset.NewForConfig(cfg)
+	// Karmada's own API (Clusters, served by karmada-aggregated-apiserver)
+	// in JSON: that server offers protobuf but cannot encode its types in it
+	// ("ClusterList does not implement the protobuf marshalling interface").
+	client, err := karmadaclientset.NewForConfig(rest.CopyConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("create Karmada client for %s: %w", cfg.Host, err)
 	}
+	cfg = rest.CopyConfig(cfg)
+	// Protobuf for the large lists of the members' nodes and pods, which the
+	// cluster proxy passes through from each member's kube-apiserver:
+	// decoding thousands of pods is most of what a read costs, and protobuf
+	// decodes several times faster than JSON.
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	return &Reader{karmada: client, restConfig: cfg, opts: opts, now: time.Now, last: map[string]*memberState{}}, nil
 }
 
@@ -183,18 +187,18 @@ func (r *Reader) listMember(ctx context.Context, name string) (memberObjects, er
 	var objs memberObjects
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		nodes, err := listAll[*corev1.Node](gctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return client.CoreV1().Nodes().List(ctx, o)
+		nodes, err := listAll(gctx, client.CoreV1().Nodes().List, func(l *corev1.NodeList) ([]corev1.Node, string) {
+			return l.Items, l.Continue
 		})
 		objs.nodes = nodes
 		return wrapMemberErr(err, "list nodes of member", name)
 	})
 	g.Go(func() error {
-		pods, err := listAll[*corev1.Pod](gctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		pods, err := listAll(gctx, func(ctx context.Context, o metav1.ListOptions) (*corev1.PodList, error) {
 			// Finished pods hold nothing; the estimator's informer skips them too.
 			o.FieldSelector = "status.phase!=Succeeded,status.phase!=Failed"
 			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
-		})
+		}, func(l *corev1.PodList) ([]corev1.Pod, string) { return l.Items, l.Continue })
 		objs.pods = pods
 		return wrapMemberErr(err, "list pods of member", name)
 	})
@@ -229,18 +233,25 @@ func (r *Reader) memberClient(name string) (kubernetes.Interface, error) {
 	return client, nil
 }
 
-// listAll lists every item of a paginated list.
-func listAll[T runtime.Object](ctx context.Context, list pager.ListPageFunc) ([]T, error) {
-	p := pager.New(list)
-	p.PageSize = listPageSize
-	var out []T
-	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-		item, ok := obj.(T)
-		if !ok {
-			return fmt.Errorf("list returned a %T", obj)
+// listAll lists every item of a list, a page at a time, keeping pointers
+// into each page's items (no copy of the objects).
+func listAll[T any, L any](ctx context.Context, list func(ctx context.Context, o metav1.ListOptions) (L, error),
+	items func(L) ([]T, string)) ([]*T, error) {
+	var out []*T
+	opts := metav1.ListOptions{Limit: listPageSize}
+	for {
+		page, err := list(ctx, opts)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, item)
-		return nil
-	})
-	return out, err
+		pageItems, next := items(page)
+		out = slices.Grow(out, len(pageItems))
+		for i := range pageItems {
+			out = append(out, &pageItems[i])
+		}
+		if next == "" {
+			return out, nil
+		}
+		opts.Continue = next
+	}
 }

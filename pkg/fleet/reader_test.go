@@ -10,12 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/fleet/fleettest"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
-func newTestReader(t *testing.T, k *fakeKarmada, clusters ...string) (*Reader, *time.Time) {
+func newTestReader(t *testing.T, k *fleettest.FakeKarmada, clusters ...string) (*Reader, *time.Time) {
 	t.Helper()
-	r, err := NewReader(k.restConfig(), Options{Config: config.Default(), Clusters: clusters, MemberTimeout: 5 * time.Second})
+	r, err := NewReader(k.RESTConfig(), Options{Config: config.Default(), Clusters: clusters, MemberTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("NewReader: %v", err)
 	}
@@ -25,14 +26,14 @@ func newTestReader(t *testing.T, k *fakeKarmada, clusters ...string) (*Reader, *
 }
 
 func TestReaderReadsEveryMemberAndSurvivesOneDown(t *testing.T) {
-	k := newFakeKarmada(t)
+	k := fleettest.NewFakeKarmada(t)
 	g := testcluster.GPU("x", 0)
-	k.setMember(readyCluster("member-b"), []*corev1.Node{gpuNode("x", g)},
+	k.SetMember(fleettest.ReadyCluster("member-b"), []*corev1.Node{gpuNode("x", g)},
 		[]*corev1.Pod{testcluster.GPUPod("p", "x", 100, 1<<30, share(g, 16*gib, 0))})
 	a0 := testcluster.GPU("y", 0)
-	k.setMember(readyCluster("member-a"), []*corev1.Node{gpuNode("y", a0)}, nil)
-	k.setMember(readyCluster("member-c"), nil, nil)
-	k.setDown("member-c", http.StatusServiceUnavailable)
+	k.SetMember(fleettest.ReadyCluster("member-a"), []*corev1.Node{gpuNode("y", a0)}, nil)
+	k.SetMember(fleettest.ReadyCluster("member-c"), nil, nil)
+	k.SetDown("member-c", http.StatusServiceUnavailable)
 	r, now := newTestReader(t, k)
 	first := *now
 
@@ -60,7 +61,7 @@ func TestReaderReadsEveryMemberAndSurvivesOneDown(t *testing.T) {
 
 	// member-b goes down: its last data stays, marked, with its age.
 	*now = first.Add(time.Minute)
-	k.setDown("member-b", http.StatusBadGateway)
+	k.SetDown("member-b", http.StatusBadGateway)
 	st, err = r.Read(context.Background())
 	if err != nil {
 		t.Fatalf("second Read: %v", err)
@@ -82,9 +83,9 @@ func TestReaderReadsEveryMemberAndSurvivesOneDown(t *testing.T) {
 }
 
 func TestReaderSelectsClusters(t *testing.T) {
-	k := newFakeKarmada(t)
-	k.setMember(readyCluster("member-a"), nil, nil)
-	k.setMember(readyCluster("member-b"), nil, nil)
+	k := fleettest.NewFakeKarmada(t)
+	k.SetMember(fleettest.ReadyCluster("member-a"), nil, nil)
+	k.SetMember(fleettest.ReadyCluster("member-b"), nil, nil)
 	r, _ := newTestReader(t, k, "member-b")
 	st, err := r.Read(context.Background())
 	if err != nil || strings.Join(clusterNames(st.Fleet), ",") != "member-b" {
@@ -97,9 +98,9 @@ func TestReaderSelectsClusters(t *testing.T) {
 }
 
 func TestReaderWithoutKarmada(t *testing.T) {
-	k := newFakeKarmada(t)
+	k := fleettest.NewFakeKarmada(t)
 	r, _ := newTestReader(t, k)
-	k.server.Close()
+	k.Server.Close()
 	if _, err := r.Read(context.Background()); err == nil || !strings.Contains(err.Error(), "list member clusters") {
 		t.Errorf("Read with Karmada down: %v", err)
 	}

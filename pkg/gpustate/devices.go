@@ -61,13 +61,8 @@ func NodeDevicesWithPodErrors(node *corev1.Node, pods []*corev1.Pod, keys annota
 	if err != nil {
 		return nil, nil, fmt.Errorf("read GPU inventory of node %s: %w", node.Name, err)
 	}
-	devices := make([]vgpu.DeviceState, len(inv.GPUs))
-	byUUID := make(map[string]int, len(inv.GPUs))
-	for i, g := range inv.GPUs {
-		devices[i] = vgpu.DeviceState{GPU: g}
-		byUUID[g.UUID] = i
-	}
 	var podErrs []PodError
+	assigned := make([]AssignedPod, 0, len(pods))
 	for _, pod := range pods {
 		if pod == nil || IsTerminal(pod) {
 			continue
@@ -76,23 +71,69 @@ func NodeDevicesWithPodErrors(node *corev1.Node, pods []*corev1.Pod, keys annota
 		switch {
 		case err != nil:
 			podErrs = append(podErrs, PodError{Pod: podName(pod), Err: err})
-			continue
-		case !found || a.Node != node.Name:
+		case found:
+			assigned = append(assigned, AssignedPod{Name: podName(pod), Assignment: a})
+		}
+	}
+	devices, errs := applyAssignments(node.Name, inv.GPUs, assigned)
+	return devices, append(podErrs, errs...), nil
+}
+
+// AssignedPod is a non-terminal pod's decoded assignment.
+type AssignedPod struct {
+	// Name is "namespace/name".
+	Name       string
+	Assignment annotations.Assignment
+}
+
+// NodeDevicesAssigned is NodeDevicesWithPodErrors for callers that have
+// decoded the pods' assignments already (the fleet view decodes each pod
+// once and uses it several times). Assignments naming another node are
+// skipped.
+func NodeDevicesAssigned(node *corev1.Node, assigned []AssignedPod, keys annotations.Keys) ([]vgpu.DeviceState, []PodError, error) {
+	if node == nil {
+		return nil, nil, fmt.Errorf("read GPU state: node is nil")
+	}
+	raw, ok := node.Annotations[keys.Inventory]
+	if !ok {
+		return nil, nil, nil
+	}
+	inv, err := annotations.DecodeInventory(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read GPU inventory of node %s: %w", node.Name, err)
+	}
+	devices, podErrs := applyAssignments(node.Name, inv.GPUs, assigned)
+	return devices, podErrs, nil
+}
+
+// applyAssignments is the node's GPUs with the usage of every assignment
+// that names the node. A device that is not on the node is reported; the
+// pod's other devices count.
+func applyAssignments(nodeName string, gpus []vgpu.GPU, assigned []AssignedPod) ([]vgpu.DeviceState, []PodError) {
+	devices := make([]vgpu.DeviceState, len(gpus))
+	byUUID := make(map[string]int, len(gpus))
+	for i, g := range gpus {
+		devices[i] = vgpu.DeviceState{GPU: g}
+		byUUID[g.UUID] = i
+	}
+	var podErrs []PodError
+	for _, ap := range assigned {
+		if ap.Assignment.Node != nodeName {
 			continue
 		}
-		for _, c := range a.Containers {
+		for _, c := range ap.Assignment.Containers {
 			for _, d := range c.Devices {
 				i, ok := byUUID[d.UUID]
 				if !ok {
-					podErrs = append(podErrs, PodError{Pod: podName(pod), Err: fmt.Errorf(
-						"container %q is assigned GPU %s, which node %s does not have", c.Name, d.UUID, node.Name)})
+					podErrs = append(podErrs, PodError{Pod: ap.Name, Err: fmt.Errorf(
+						"container %q is assigned GPU %s, which node %s does not have", c.Name, d.UUID, nodeName)})
 					continue
 				}
 				devices[i].Used = addUsage(devices[i].Used, vgpu.Usage{Slots: 1, MemoryMiB: d.MemoryMiB, Cores: d.Cores})
 			}
 		}
 	}
-	return devices, podErrs, nil
+	return devices, podErrs
 }
 
 // PodAssignment decodes a pod's assignment annotation; found is false when

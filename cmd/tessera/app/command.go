@@ -34,13 +34,9 @@ func Main(ctx context.Context, program string, args []string, stdout, stderr io.
 // NewCommand builds the command tree. program is the binary's name, so
 // that help reads "kubectl tessera" when run as a kubectl plugin.
 func NewCommand(ctx context.Context, program string, stdout, stderr io.Writer) *cobra.Command {
-	use := "tessera"
-	if program == kubectlPluginName {
-		use = "kubectl tessera"
-	}
 	global := options.NewGlobal()
 	cmd := &cobra.Command{
-		Use:   use,
+		Use:   "tessera",
 		Short: "Show the GPU fleet of a Karmada control plane: free GPUs, what fits, who uses what",
 		Long: `tessera reads every member cluster of a Karmada control plane through Karmada's cluster
 proxy, with your kubeconfig, and shows its Tessera GPUs: per cluster and GPU model what is
@@ -55,6 +51,10 @@ per GPU, beside what Karmada's own estimate says.`,
 			klog.LogToStderr(false)
 			return global.Validate()
 		},
+	}
+	if program == kubectlPluginName {
+		// kubectl runs kubectl-tessera for "kubectl tessera"; help says so.
+		cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl tessera"}
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)

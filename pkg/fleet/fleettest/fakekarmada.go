@@ -1,9 +1,14 @@
-package fleet
+// Package fleettest serves a fake Karmada API server for the fleet view's
+// unit tests and benchmarks: the Cluster list and each member's nodes and
+// pods under Karmada's cluster proxy path. End-to-end tests read a real
+// Karmada instead.
+package fleettest
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,16 +19,19 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// fakeKarmada serves the two things the Reader asks Karmada for: the
+// FakeKarmada serves the two things the Reader asks Karmada for: the
 // Cluster list, and each member's nodes and pods under the cluster proxy
 // path, encoded as the real API servers encode them (protobuf when asked).
 // It is for unit tests and benchmarks only; the end-to-end tests read a
 // real Karmada.
-type fakeKarmada struct {
-	t        testing.TB
-	server   *httptest.Server
+type FakeKarmada struct {
+	t testing.TB
+	// Server is the fake API server on 127.0.0.1.
+	Server   *httptest.Server
 	mu       sync.Mutex
 	clusters []clusterv1alpha1.Cluster
 	members  map[string]*fakeMember
@@ -36,17 +44,17 @@ type fakeMember struct {
 	down int
 }
 
-func newFakeKarmada(t testing.TB) *fakeKarmada {
-	f := &fakeKarmada{t: t, members: map[string]*fakeMember{}}
-	f.server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.server.Close)
+func NewFakeKarmada(t testing.TB) *FakeKarmada {
+	f := &FakeKarmada{t: t, members: map[string]*fakeMember{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Server.Close)
 	return f
 }
 
-func (f *fakeKarmada) restConfig() *rest.Config { return &rest.Config{Host: f.server.URL} }
+func (f *FakeKarmada) RESTConfig() *rest.Config { return &rest.Config{Host: f.Server.URL} }
 
-// setMember adds or replaces a member and its objects.
-func (f *fakeKarmada) setMember(c *clusterv1alpha1.Cluster, nodes []*corev1.Node, pods []*corev1.Pod) {
+// SetMember adds or replaces a member and its objects.
+func (f *FakeKarmada) SetMember(c *clusterv1alpha1.Cluster, nodes []*corev1.Node, pods []*corev1.Pod) {
 	nl := &corev1.NodeList{}
 	for _, n := range nodes {
 		nl.Items = append(nl.Items, *n)
@@ -68,14 +76,14 @@ func (f *fakeKarmada) setMember(c *clusterv1alpha1.Cluster, nodes []*corev1.Node
 	f.clusters = append(f.clusters, *c)
 }
 
-// setDown makes a member's proxied requests fail with status (0: answer).
-func (f *fakeKarmada) setDown(name string, status int) {
+// SetDown makes a member's proxied requests fail with status (0: answer).
+func (f *FakeKarmada) SetDown(name string, status int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.members[name].down = status
 }
 
-func (f *fakeKarmada) encode(obj runtime.Object) map[string][]byte {
+func (f *FakeKarmada) encode(obj runtime.Object) map[string][]byte {
 	out := map[string][]byte{}
 	for _, mt := range []string{runtime.ContentTypeJSON, runtime.ContentTypeProtobuf} {
 		info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), mt)
@@ -93,7 +101,7 @@ func (f *fakeKarmada) encode(obj runtime.Object) map[string][]byte {
 
 const clustersPath = "/apis/cluster.karmada.io/v1alpha1/clusters"
 
-func (f *fakeKarmada) serve(w http.ResponseWriter, r *http.Request) {
+func (f *FakeKarmada) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.URL.Path == clustersPath {
@@ -138,4 +146,30 @@ func (f *fakeKarmada) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", mt)
 	_, _ = w.Write(lists[mt])
+}
+
+// Kubeconfig writes a kubeconfig for the fake server into dir and returns
+// its path, for running the tessera command against it.
+func (f *FakeKarmada) Kubeconfig(dir string) string {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["karmada"] = &clientcmdapi.Cluster{Server: f.Server.URL}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{}
+	cfg.Contexts["karmada"] = &clientcmdapi.Context{Cluster: "karmada", AuthInfo: "admin"}
+	cfg.CurrentContext = "karmada"
+	path := filepath.Join(dir, "karmada.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		f.t.Fatalf("write kubeconfig: %v", err)
+	}
+	return path
+}
+
+// ReadyCluster is a Karmada Cluster object of a ready push member.
+func ReadyCluster(name string) *clusterv1alpha1.Cluster {
+	return &clusterv1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       clusterv1alpha1.ClusterSpec{SyncMode: clusterv1alpha1.Push},
+		Status: clusterv1alpha1.ClusterStatus{Conditions: []metav1.Condition{{
+			Type: clusterv1alpha1.ClusterConditionReady, Status: metav1.ConditionTrue,
+		}}},
+	}
 }
