@@ -1,4 +1,4 @@
-// Package grafana_test checks the Grafana dashboard against the metrics the
+// Package grafana_test checks the Grafana dashboards against the metrics the
 // code really exports, so that a renamed metric breaks a test, not a panel.
 package grafana_test
 
@@ -11,23 +11,49 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/tessera-gpu/tessera/pkg/nodemetrics"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
+	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
+	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/metrics"
 )
 
 const repoRoot = "../.."
 
-// metricSources are the files that define every metric the dashboard may
-// use: the node agent's, the estimator's and the extender's.
+// metricSources are the files that define every metric a dashboard may
+// use: the node agent's, the estimator's (its own and the cluster series)
+// and the extender's.
 func metricSources() []string {
 	return []string{
 		"pkg/nodemetrics/collector.go",
 		"scheduler-plugin/estimator/metrics/metrics.go",
+		"scheduler-plugin/estimator/metrics/cluster.go",
 		"scheduler-plugin/extender/metrics.go",
 	}
+}
+
+// dashboards are the shipped dashboards and, for each, the metrics it must
+// show: what operators look at first on that board.
+var dashboards = []struct {
+	file string
+	must []string
+}{
+	{"tessera-dashboard.json", []string{
+		"tessera_gpu_memory_capacity_bytes", "tessera_gpu_memory_allocated_bytes", "tessera_gpu_healthy",
+		"tessera_gpu_cores_allocated_ratio", "tessera_container_memory_used_bytes", "tessera_container_memory_limit_bytes",
+		"tessera_container_core_limit_ratio", "tessera_container_gpu_busy_seconds_total",
+		"tessera_estimator_free_vgpu_slots",
+	}},
+	{"tessera-fleet-dashboard.json", []string{
+		"tessera_cluster_gpu_memory_free_bytes", "tessera_cluster_gpu_memory_capacity_bytes",
+		"tessera_cluster_gpu_memory_largest_free_bytes", "tessera_cluster_gpus", "tessera_cluster_gpus_healthy",
+		"tessera_cluster_gpu_slots_free", "tessera_cluster_pods_waiting",
+		"tessera_container_memory_used_bytes", "tessera_container_memory_limit_bytes",
+	}},
 }
 
 var (
@@ -100,6 +126,50 @@ func TestGrepFindsEveryNodeMetric(t *testing.T) {
 	}
 }
 
+// TestGrepFindsEveryEstimatorMetric guards the grep for the estimator: every
+// family its registry gathers (with a GPU in the state and one request
+// observed, so that no family is left out for being empty) is among the
+// names grepped.
+func TestGrepFindsEveryEstimatorMetric(t *testing.T) {
+	known := knownMetrics(t)
+	snap := gpucache.NewSnapshot([]*gpucache.NodeGPUs{{Name: "n", Devices: []vgpu.DeviceState{{
+		GPU: vgpu.GPU{UUID: "GPU-1", Model: "A100", MemoryMiB: 1024, Slots: 4, Cores: 100, Healthy: true},
+	}}}}, time.Now())
+	m, err := metrics.New("c", fixedState{snap}, fixedAge{}, fixedWaiting{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveRequest("MaxAvailableReplicas", codes.OK, time.Millisecond)
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterSeries := 0
+	for _, f := range families {
+		if !known[f.GetName()] {
+			t.Errorf("estimator metric %s is not found by the grep", f.GetName())
+		}
+		if strings.HasPrefix(f.GetName(), "tessera_cluster_") {
+			clusterSeries++
+		}
+	}
+	if clusterSeries == 0 {
+		t.Fatal("the estimator gathers no tessera_cluster_ metric")
+	}
+}
+
+type fixedState struct{ s *gpucache.Snapshot }
+
+func (f fixedState) Snapshot() *gpucache.Snapshot { return f.s }
+
+type fixedAge struct{}
+
+func (fixedAge) Age() time.Duration { return 0 }
+
+type fixedWaiting struct{}
+
+func (fixedWaiting) Count() int { return 0 }
+
 type noGPUs struct{}
 
 func (noGPUs) GPUs() []vgpu.GPU { return nil }
@@ -134,20 +204,36 @@ type panel struct {
 	} `json:"targets"`
 }
 
-func loadDashboard(t *testing.T) dashboard {
+func loadDashboard(t *testing.T, file string) dashboard {
 	t.Helper()
-	data, err := os.ReadFile("tessera-dashboard.json")
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d dashboard
 	if err := json.Unmarshal(data, &d); err != nil {
-		t.Fatalf("tessera-dashboard.json is not valid JSON: %v", err)
+		t.Fatalf("%s is not valid JSON: %v", file, err)
 	}
 	if d.Title == "" || d.UID == "" {
-		t.Fatalf("dashboard has no title or uid")
+		t.Fatalf("%s has no title or uid", file)
 	}
 	return d
+}
+
+// TestDashboardsAreDistinct: Grafana identifies a dashboard by its uid;
+// two files with one uid would overwrite each other on import.
+func TestDashboardsAreDistinct(t *testing.T) {
+	uids, titles := map[string]string{}, map[string]string{}
+	for _, db := range dashboards {
+		d := loadDashboard(t, db.file)
+		if other, ok := uids[d.UID]; ok {
+			t.Errorf("%s and %s share the uid %q", db.file, other, d.UID)
+		}
+		if other, ok := titles[d.Title]; ok {
+			t.Errorf("%s and %s share the title %q", db.file, other, d.Title)
+		}
+		uids[d.UID], titles[d.Title] = db.file, db.file
+	}
 }
 
 // expressions returns every PromQL expression of the dashboard, named by
@@ -231,38 +317,36 @@ func TestMetricNamesOfPromQL(t *testing.T) {
 	}
 }
 
-// TestDashboardUsesOnlyExportedMetrics: every expression names only
-// metrics the code exports (label_values' label argument aside).
+// TestDashboardUsesOnlyExportedMetrics: every expression of every
+// dashboard names only metrics the code exports (label_values' label
+// argument aside), and each dashboard shows what it must.
 func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 	known := knownMetrics(t)
-	d := loadDashboard(t)
-	used := map[string]bool{}
-	for where, expr := range expressions(t, d) {
-		names := metricNames(expr)
-		if strings.HasPrefix(strings.TrimSpace(expr), "label_values(") && len(names) == 2 {
-			names = names[:1] // the second argument is a label name
-		}
-		if len(names) == 0 {
-			t.Errorf("%s: %q selects no metric", where, expr)
-		}
-		for _, n := range names {
-			if !known[n] {
-				t.Errorf("%s: %q uses %s, which no Tessera component exports", where, expr, n)
+	for _, db := range dashboards {
+		t.Run(db.file, func(t *testing.T) {
+			d := loadDashboard(t, db.file)
+			used := map[string]bool{}
+			for where, expr := range expressions(t, d) {
+				names := metricNames(expr)
+				if strings.HasPrefix(strings.TrimSpace(expr), "label_values(") && len(names) == 2 {
+					names = names[:1] // the second argument is a label name
+				}
+				if len(names) == 0 {
+					t.Errorf("%s: %q selects no metric", where, expr)
+				}
+				for _, n := range names {
+					if !known[n] {
+						t.Errorf("%s: %q uses %s, which no Tessera component exports", where, expr, n)
+					}
+					used[n] = true
+				}
 			}
-			used[n] = true
-		}
-	}
-	// The dashboard covers every node metric family and the estimator's
-	// free capacity, which is what operators look at first.
-	for _, must := range []string{
-		"tessera_gpu_memory_capacity_bytes", "tessera_gpu_memory_allocated_bytes", "tessera_gpu_healthy",
-		"tessera_gpu_cores_allocated_ratio", "tessera_container_memory_used_bytes", "tessera_container_memory_limit_bytes",
-		"tessera_container_core_limit_ratio", "tessera_container_gpu_busy_seconds_total",
-		"tessera_estimator_free_vgpu_slots",
-	} {
-		if !used[must] {
-			t.Errorf("the dashboard shows no %s", must)
-		}
+			for _, must := range db.must {
+				if !used[must] {
+					t.Errorf("the dashboard shows no %s", must)
+				}
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tessera-gpu/tessera/pkg/gpustate"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -32,6 +33,10 @@ type Snapshot struct {
 	// summary is computed on first use: estimates never need it.
 	summaryOnce sync.Once
 	summary     Summary
+	// models is computed on first use, like summary: every scrape between
+	// two changes of the cluster reads the same one.
+	modelsOnce sync.Once
+	models     []gpustate.ModelSummary
 	// TakenAt is when the snapshot was assembled.
 	TakenAt time.Time
 }
@@ -76,6 +81,24 @@ func (s *Snapshot) Summary() Summary {
 	}
 	s.summaryOnce.Do(func() { s.summary = summarize(s.nodes) })
 	return s.summary
+}
+
+// Models summarises the snapshot's GPUs per model with gpustate's one
+// summary (the fleet view's too), without a cluster name. Nodes whose
+// inventory does not decode have no devices and count for nothing. Callers
+// must not modify the result.
+func (s *Snapshot) Models() []gpustate.ModelSummary {
+	if s == nil {
+		return nil
+	}
+	s.modelsOnce.Do(func() {
+		nodes := make([][]vgpu.DeviceState, 0, len(s.nodes))
+		for _, n := range s.nodes {
+			nodes = append(nodes, n.Devices)
+		}
+		s.models = gpustate.SummarizeModels("", nodes)
+	})
+	return s.models
 }
 
 // NewSnapshot builds a snapshot from node states directly, for callers that

@@ -1,6 +1,8 @@
 // Package metrics is the Tessera estimator's Prometheus metrics: the free
 // GPU capacity of the member cluster as the estimator sees it, how stale
-// that view is, what it had to skip, and how long each RPC takes.
+// that view is, what it had to skip, and how long each RPC takes; and the
+// cluster's GPUs per model (tessera_cluster_*, cluster.go), which a central
+// Prometheus sums over the fleet.
 package metrics
 
 import (
@@ -36,8 +38,9 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 }
 
-// New registers the metrics for one member cluster.
-func New(cluster string, state StateSource, age AgeSource) (*Metrics, error) {
+// New registers the metrics for one member cluster; cluster is the value of
+// every series' cluster label.
+func New(cluster string, state StateSource, age AgeSource, waiting WaitingSource) (*Metrics, error) {
 	labels := prometheus.Labels{"cluster": cluster}
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
@@ -52,6 +55,7 @@ func New(cluster string, state StateSource, age AgeSource) (*Metrics, error) {
 	collectors := []prometheus.Collector{
 		m.requestDuration,
 		newStateCollector(labels, state),
+		newClusterCollector(labels, state, waiting),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace:   Namespace,
 			Name:        "snapshot_age_seconds",

@@ -3,12 +3,26 @@ package server
 import (
 	"testing"
 
-	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/internal/testcluster"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 func TestMetrics(t *testing.T) {
 	nodes, pods := smallCluster()
-	e := startEnv(t, objects(nodes, pods)...)
+	// A pod that waits for a GPU (no node, no assignment), and one that
+	// asks for none: only the first counts as waiting.
+	waiting := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "waiting"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Resources: corev1.ResourceRequirements{
+			Limits: quantities(resVGPU, "1", resMemory, "1024"),
+		}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	cpuOnly := waiting.DeepCopy()
+	cpuOnly.Name, cpuOnly.Spec.Containers[0].Resources.Limits = "cpu-only", quantities("cpu", "1")
+	e := startEnv(t, objects(nodes, append(pods, waiting, cpuOnly))...)
 	for range 3 {
 		if _, err := e.maxReplicas(t, quantities(resVGPU, "1", resMemory, "1024"), nil); err != nil {
 			t.Fatal(err)
@@ -27,6 +41,13 @@ func TestMetrics(t *testing.T) {
 		"tessera_estimator_nodes":                               2,
 		"tessera_estimator_nodes_skipped":                       1,
 		"tessera_estimator_pods_skipped":                        0,
+		// The cluster series over the same state: the broken node's GPU
+		// does not count.
+		"tessera_cluster_gpus":                  2,
+		"tessera_cluster_gpu_slots_free":        9 + 10,
+		"tessera_cluster_gpu_memory_free_bytes": (20480 + 81920) * mib,
+		"tessera_cluster_gpu_cores_free_ratio":  0.5 + 1,
+		"tessera_cluster_pods_waiting":          1,
 	}
 	for name, want := range gauges {
 		if got := metricValue(t, e, name); got != want {

@@ -68,6 +68,7 @@ type Server struct {
 	informerManager genericmanager.SingleClusterInformerManager
 	schedCache      schedcache.Cache
 	gpuCache        *gpucache.Cache
+	waitingPods     *gpucache.WaitingPods
 	framework       framework.Framework
 	metrics         *metrics.Metrics
 	freshness       *freshness
@@ -95,6 +96,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 		informerFactory: factory,
 		schedCache:      schedcache.New(0, ctx.Done()),
 		gpuCache:        gpucache.New(cfg.Tessera.Keys()),
+		waitingPods:     gpucache.NewWaitingPods(cfg.Tessera),
 		freshness: newFreshness(time.Now, func(ctx context.Context) error {
 			// A one-item list served from the API server's watch cache:
 			// cheap, and needs no permission the estimator lacks.
@@ -121,7 +123,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	s.workloads.informerManager = s.informerManager
 
 	var err error
-	if s.metrics, err = metrics.New(cfg.ClusterName, s.gpuCache, s.freshness); err != nil {
+	if s.metrics, err = metrics.New(cfg.ClusterName, s.gpuCache, s.freshness, s.waitingPods); err != nil {
 		return nil, fmt.Errorf("create estimator server: %w", err)
 	}
 	s.framework, err = newFramework(cfg.Tessera, s.gpuCache, cfg.Parallelism,
@@ -140,7 +142,11 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create estimator server: %w", err)
 	}
-	s.handlersSynced = append(schedSynced, gpuSynced...)
+	waitingSynced, err := s.waitingPods.AddEventHandlers(factory)
+	if err != nil {
+		return nil, fmt.Errorf("create estimator server: %w", err)
+	}
+	s.handlersSynced = append(append(schedSynced, gpuSynced...), waitingSynced)
 	return s, nil
 }
 

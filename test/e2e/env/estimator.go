@@ -2,8 +2,10 @@ package env
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +15,9 @@ import (
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	estimatorservice "github.com/karmada-io/karmada/pkg/estimator/service"
 	"github.com/karmada-io/karmada/pkg/util/grpcconnection"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
@@ -48,17 +53,25 @@ func (e *Env) startEstimator(ctx context.Context, m *Member) error {
 		return fmt.Errorf("estimator of %s: discovery client: %w", m.name, err)
 	}
 	m.mu.Lock()
-	port := m.estimatorPort // 0 the first time; the same port on a restart
+	// 0 the first time; the same ports on a restart, so that Karmada's
+	// Service and a Prometheus scrape config stay valid.
+	port, metricsPort := m.estimatorPort, m.metricsPort
 	m.mu.Unlock()
 	raw, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return fmt.Errorf("estimator of %s: listen on 127.0.0.1:%d: %w", m.name, port, err)
 	}
+	metricsLis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", metricsPort))
+	if err != nil {
+		_ = raw.Close()
+		return fmt.Errorf("estimator of %s: listen for metrics on 127.0.0.1:%d: %w", m.name, metricsPort, err)
+	}
 	lis := &countingListener{Listener: raw}
-	port = raw.Addr().(*net.TCPAddr).Port
+	port, metricsPort = raw.Addr().(*net.TCPAddr).Port, metricsLis.Addr().(*net.TCPAddr).Port
 	ready := make(chan error, 1)
 	c, err := e.runComponent(ctx, m.name+"-estimator", func(ctx context.Context) error {
 		defer lis.Close()
+		defer metricsLis.Close()
 		srv, err := server.New(ctx, server.Clients{Kube: kube, Dynamic: dyn, Discovery: disc}, server.Config{
 			ClusterName: m.name, Tessera: e.cfg,
 			ProbeInterval: estimatorProbeInterval, ProbeTimeout: estimatorProbeTimeout,
@@ -70,11 +83,15 @@ func (e *Env) startEstimator(ctx context.Context, m *Member) error {
 		if err != nil {
 			return err
 		}
+		group, ctx := errgroup.WithContext(ctx)
 		// No TLS: karmada-scheduler is started without estimator certificates.
-		return srv.Serve(ctx, lis, &grpcconnection.ServerConfig{ServerPort: port})
+		group.Go(func() error { return srv.Serve(ctx, lis, &grpcconnection.ServerConfig{ServerPort: port}) })
+		group.Go(func() error { return serveMetrics(ctx, metricsLis, srv.Metrics().Registry()) })
+		return group.Wait()
 	})
 	if err != nil {
 		_ = lis.Close()
+		_ = metricsLis.Close()
 		return err
 	}
 	select {
@@ -89,9 +106,29 @@ func (e *Env) startEstimator(ctx context.Context, m *Member) error {
 		return fmt.Errorf("estimator of %s (log %s): %w", m.name, e.logs.path(c.name), err)
 	}
 	m.mu.Lock()
-	m.estimator, m.estimatorPort, m.estimatorConns = c, port, lis
+	m.estimator, m.estimatorPort, m.estimatorConns, m.metricsPort = c, port, lis, metricsPort
 	m.mu.Unlock()
 	return nil
+}
+
+// serveMetrics serves the estimator's registry at /metrics on lis, as the
+// tessera-estimator command does on --metrics-bind-address, until ctx ends.
+func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	err := srv.Serve(lis)
+	<-stopped
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve estimator metrics on %s: %w", lis.Addr(), err)
 }
 
 // countingListener counts the connections it accepts: a new connection from

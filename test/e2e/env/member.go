@@ -43,6 +43,7 @@ type Member struct {
 	estimator      *component // nil once stopped
 	estimatorPort  int        // kept after a stop: a restart listens there again
 	estimatorConns *countingListener
+	metricsPort    int // the estimator's /metrics; kept after a stop like estimatorPort
 }
 
 // Name is the member's Karmada Cluster name.
@@ -77,6 +78,17 @@ func (m *Member) EstimatorAddress() string {
 		return ""
 	}
 	return fmt.Sprintf("127.0.0.1:%d", m.estimatorPort)
+}
+
+// MetricsAddress is where Tessera's estimator for the member serves its
+// Prometheus metrics (http://<address>/metrics), "" after StopEstimator.
+func (m *Member) MetricsAddress() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.estimator == nil {
+		return ""
+	}
+	return fmt.Sprintf("127.0.0.1:%d", m.metricsPort)
 }
 
 // StopEstimator stops Tessera's estimator of the member, as if its pod had

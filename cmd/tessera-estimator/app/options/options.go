@@ -46,6 +46,11 @@ func NewOptions() *Options {
 // AddFlags registers every flag on fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Karmada.AddFlags(fs)
+	// The flag is Karmada's; Tessera gives the name a second use that a
+	// user reading --help should know about.
+	if f := fs.Lookup("cluster-name"); f != nil {
+		f.Usage += " Tessera also puts it in the cluster label of every metric it exports (tessera_estimator_*, tessera_cluster_*), so it must be the member's name in Karmada and unique in the fleet."
+	}
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path to Tessera's configuration file (resource names and annotation prefix shared by every Tessera component). Empty uses the defaults.")
 	fs.DurationVar(&o.APIProbeInterval, "api-probe-interval", o.APIProbeInterval, "How often to check that the member cluster's API server answers; while it does not, the estimator answers from its last state and reports that state's age.")
 	fs.DurationVar(&o.APIProbeTimeout, "api-probe-timeout", o.APIProbeTimeout, "How long one API server check may take.")

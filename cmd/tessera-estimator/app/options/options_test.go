@@ -89,3 +89,17 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterNameHelpNamesTheMetricLabel: the cluster label of the metrics
+// comes from --cluster-name, and its help says so.
+func TestClusterNameHelpNamesTheMetricLabel(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	NewOptions().AddFlags(fs)
+	f := fs.Lookup("cluster-name")
+	if f == nil {
+		t.Fatal("no --cluster-name flag")
+	}
+	if !strings.Contains(f.Usage, "cluster label") {
+		t.Errorf("--cluster-name help %q does not mention the metrics' cluster label", f.Usage)
+	}
+}
