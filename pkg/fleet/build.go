@@ -200,7 +200,9 @@ func podView(cluster string, pod *corev1.Pod, a annotations.Assignment, assigned
 		}
 		p.Containers = append(p.Containers, pc)
 	}
-	if pod.Spec.NodeName == "" {
+	// The one definition of waiting, shared with the estimator's metric
+	// (pending pods are few: the second read of the request is cheap).
+	if gpustate.WaitsForGPUs(pod, cfg) {
 		p.Waiting = true
 		p.Reason = schedulingMessage(pod)
 	}

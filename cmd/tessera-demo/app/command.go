@@ -63,6 +63,7 @@ agent against a fake API server and a fake kubelet; no servers to build).`,
 	fs.BoolVar(&opts.Keep, "keep", opts.Keep, "Keep every server's and component's log after a successful run (always kept after a failure).")
 	fs.BoolVar(&opts.Stock, "stock", opts.Stock, "Also run the scenario against Karmada's stock estimate, for comparison.")
 	fs.DurationVar(&opts.StepTimeout, "step-timeout", opts.StepTimeout, "How long to wait for each step once the servers run.")
+	fs.StringVar(&opts.Serve, "serve", opts.Serve, "Keep the clusters running after the run with Tessera's estimator and serve the fleet page (tessera dashboard) on this address until Ctrl-C, e.g. 127.0.0.1:8080.")
 	fs.BoolVar(&runPreview, "preview", false, "Run the in-process preview of one node instead of the multi-cluster demo.")
 	fs.StringVar(&preview.Machine, "machine", preview.Machine, "With --preview: go-nvml mock machine (dgxa100, dgxh100, dgxh200 or dgxb200).")
 	fs.StringVar(&preview.NodeName, "node-name", preview.NodeName, "With --preview: name of the fake Node; it also seeds the mock GPU UUIDs.")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"time"
 
@@ -30,6 +31,9 @@ type Options struct {
 	Stock bool
 	// StepTimeout bounds each wait of the scenario once the servers run.
 	StepTimeout time.Duration
+	// Serve, when set, keeps the Tessera environment running after its
+	// report and serves the fleet page on this address until Ctrl-C.
+	Serve string
 }
 
 // Run builds the servers, then runs the headline scenario with Tessera's
@@ -58,13 +62,26 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	if err != nil {
 		return err
 	}
+	cliDir, err := os.MkdirTemp("", "tessera-demo-cli-")
+	if err != nil {
+		return fmt.Errorf("make a directory for the tessera command: %w", err)
+	}
+	defer os.RemoveAll(cliDir)
+	cli, err := buildFleetCLI(ctx, p, cliDir)
+	if err != nil {
+		return err
+	}
 	modes := []env.EstimatorMode{env.EstimatorTessera}
 	if opts.Stock {
 		modes = append(modes, env.EstimatorStock)
 	}
+	if opts.Serve != "" {
+		// The environment left running for the page is the last one: Tessera's.
+		slices.Reverse(modes)
+	}
 	var reports []scenarioReport
 	for _, mode := range modes {
-		r, err := runScenario(ctx, out, p, opts, paths, mode)
+		r, err := runScenario(ctx, out, p, opts, paths, mode, cli)
 		if err != nil {
 			return err
 		}
@@ -76,7 +93,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 
 // runScenario starts an environment, runs the headline scenario in it,
 // reports what happened, and tears the environment down.
-func runScenario(ctx context.Context, out io.Writer, p *progress, opts Options, paths cluster.Paths, mode env.EstimatorMode) (report scenarioReport, err error) {
+func runScenario(ctx context.Context, out io.Writer, p *progress, opts Options, paths cluster.Paths, mode env.EstimatorMode, cliBin string) (report scenarioReport, err error) {
 	tb := &demoTB{p: p, verbose: opts.Verbose}
 	words := "with Tessera's estimator"
 	if mode == env.EstimatorStock {
@@ -103,21 +120,32 @@ func runScenario(ctx context.Context, out io.Writer, p *progress, opts Options, 
 			p.line("logs kept in %s", e.Dir())
 		}
 	}()
-	d := demoRun{e: e, p: p, timeout: opts.StepTimeout, w: env.HeadlineWorkload()}
+	cli := fleetCLI{bin: cliBin, kubeconfig: e.Karmada().Kubeconfig()}
+	d := demoRun{e: e, p: p, out: out, timeout: opts.StepTimeout, w: env.HeadlineWorkload(), cli: &cli, mode: mode}
 	if report, err = d.run(ctx, mode); err != nil {
 		return report, err
 	}
 	report.write(out)
 	fmt.Fprintln(out)
-	return report, nil
+	if opts.Serve != "" && mode == env.EstimatorTessera {
+		err = p.run(ctx, "Keep the clusters running and serve the fleet page", func(ctx context.Context) error {
+			return cli.serveDashboard(ctx, p, opts.Serve)
+		})
+	}
+	return report, err
 }
 
 // demoRun is one scenario in a running environment.
 type demoRun struct {
 	e       *env.Env
 	p       *progress
+	out     io.Writer
 	timeout time.Duration
 	w       env.Workload
+	// cli shows the fleet view: before the workload with Tessera's
+	// estimator, and after it in both modes.
+	cli  *fleetCLI
+	mode env.EstimatorMode
 }
 
 func (d demoRun) run(ctx context.Context, mode env.EstimatorMode) (scenarioReport, error) {
@@ -152,6 +180,9 @@ func (d demoRun) run(ctx context.Context, mode env.EstimatorMode) (scenarioRepor
 		}
 		report.Clusters = append(report.Clusters, c)
 	}
+	if err := d.showFleet(ctx, true); err != nil {
+		return report, err
+	}
 	err = d.p.run(ctx, fmt.Sprintf("Create Deployment %s and its PropagationPolicy on Karmada; wait until every replica runs or waits", d.w.Name),
 		func(ctx context.Context) error {
 			if err := d.e.Propagate(ctx, d.w); err != nil {
@@ -162,7 +193,32 @@ func (d demoRun) run(ctx context.Context, mode env.EstimatorMode) (scenarioRepor
 	if err != nil {
 		return report, err
 	}
+	if err := d.showFleet(ctx, false); err != nil {
+		return report, err
+	}
 	return d.read(ctx, report)
+}
+
+// showFleet prints the fleet view as `tessera` shows it: before the
+// workload, the fleet and what fits of one replica; after, the fleet.
+func (d demoRun) showFleet(ctx context.Context, before bool) error {
+	switch {
+	case !before && d.mode == env.EstimatorStock:
+		fmt.Fprintln(d.out, "\nThe fleet once Karmada's stock estimate has divided the replicas (see WAITING PODS):")
+		return d.cli.show(ctx, d.out, "fleet")
+	case !before:
+		fmt.Fprintln(d.out, "\nThe fleet once the replicas run:")
+		return d.cli.show(ctx, d.out, "fleet")
+	case d.mode == env.EstimatorStock:
+		return nil
+	}
+	fmt.Fprintln(d.out, "\nThe fleet before the workload, as the tessera command shows it (go install ./cmd/tessera):")
+	if err := d.cli.show(ctx, d.out, "fleet"); err != nil {
+		return err
+	}
+	r := d.w.Request
+	return d.cli.show(ctx, d.out, "fit", "--vgpu", fmt.Sprint(r.GPUs), "--memory", fmt.Sprintf("%dGi", r.MemoryMiB/1024),
+		"--replicas", fmt.Sprint(d.w.Replicas))
 }
 
 // waitSettled waits until Karmada has placed every replica and each member

@@ -70,7 +70,7 @@ func writeFitTable(w io.Writer, res *fleet.FitResult) error {
 	if res.Replicas == 0 {
 		return nil
 	}
-	verdict := fmt.Sprintf("%d replicas fit in the fleet (%d are free for them).", res.Replicas, res.Tessera)
+	verdict := fmt.Sprintf("%d replicas fit: Tessera counts room for %d in the fleet.", res.Replicas, res.Tessera)
 	if res.Tessera < int64(res.Replicas) {
 		verdict = fmt.Sprintf("%d replicas do NOT fit: only %d do, by Tessera's exact count.", res.Replicas, res.Tessera)
 	}
