@@ -34,9 +34,10 @@ test-go: servers test-deps
 servers:
 	test/tools/build-servers.sh all >/dev/null
 
-## test-deps: system packages the tests use (Debian's prometheus).
+## test-deps: system packages the tests use (Debian's prometheus and chromium).
 test-deps:
 	test/tools/install-prometheus.sh
+	test/tools/install-chromium.sh
 
 ## manifests: re-render deploy/manifests from the Helm chart.
 manifests:
@@ -58,6 +59,8 @@ clean:
 	rm -rf $(BIN)
 	$(MAKE) -C cuda-hook clean
 
-## demo: the main job for a newcomer (see README).
+## demo: the main job for a newcomer (see README). KEEP=1 keeps the clusters
+## running afterwards and serves the fleet page on $(DASHBOARD) until Ctrl-C.
+DASHBOARD ?= 127.0.0.1:8080
 demo:
-	$(GO) run $(GOFLAGS_ALL) ./cmd/tessera-demo
+	$(GO) run $(GOFLAGS_ALL) ./cmd/tessera-demo $(if $(KEEP),--serve $(DASHBOARD))

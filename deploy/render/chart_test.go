@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func changedValues() map[string]any {
 			"enabled":  true,
 			"clusters": []any{map[string]any{"name": "local"}, map[string]any{"name": "far", "kubeconfigSecret": "far-kubeconfig"}},
 		},
-		"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}},
+		"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}, "cluster": "member-1"},
 	}
 }
 
@@ -235,6 +236,14 @@ func checkServiceMonitor(t *testing.T, r rendered) {
 	endpoints, _ := spec["endpoints"].([]any)
 	if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
 		t.Errorf("endpoints = %v", endpoints)
+	}
+	// serviceMonitor.cluster becomes the cluster label of every target.
+	if len(endpoints) == 1 {
+		relabelings, _ := endpoints[0].(map[string]any)["relabelings"].([]any)
+		want := []any{map[string]any{"targetLabel": "cluster", "replacement": "member-1"}}
+		if !reflect.DeepEqual(relabelings, want) {
+			t.Errorf("relabelings = %v, want %v", relabelings, want)
+		}
 	}
 	selected := 0
 	for _, svc := range all[*corev1.Service](r) {

@@ -32,6 +32,11 @@ var (
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
 			ResourceNames: []string{"tessera-scheduler"}, Verbs: []string{"get", "update"}},
 	}
+	// fleet.Reader: list Karmada's clusters, GET through their proxy.
+	dashboardRules = []rbacv1.PolicyRule{
+		rule("cluster.karmada.io", "clusters", "get", "list"),
+		rule("cluster.karmada.io", "clusters/proxy", "get"),
+	}
 	estimatorRules = []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"list", "watch"}},
 		rule("", "resourcequotas", "list", "watch"),
@@ -108,6 +113,11 @@ func TestRBACGrantsOnlyWhatIsUsed(t *testing.T) {
 		// Estimators reading members through kubeconfigs need no RBAC where they run.
 		{name: "Karmada host", valuesFiles: []string{"examples/karmada-host.yaml"}},
 		{name: "rbac.create off", values: map[string]any{"rbac": map[string]any{"create": false}}},
+		// The dashboard's identity in the Karmada API server: nothing else.
+		{name: "dashboard access in Karmada", values: map[string]any{"nodeAgent": map[string]any{"enabled": false},
+			"scheduler": map[string]any{"enabled": false}, "dashboard": map[string]any{"karmadaAccess": map[string]any{"enabled": true}}},
+			wantRoles:    map[string][]rbacv1.PolicyRule{"ClusterRole/tessera-dashboard": dashboardRules},
+			wantBindings: map[string]binding{"ClusterRoleBinding/tessera-dashboard": {clusterRoleRef("tessera-dashboard"), []rbacv1.Subject{sa("tessera-dashboard", ns)}, ""}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

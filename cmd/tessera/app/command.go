@@ -63,6 +63,7 @@ per GPU, beside what Karmada's own estimate says.`,
 		newFleetCommand(global, stdout),
 		newFitCommand(global, stdout),
 		newPodsCommand(global, stdout),
+		newDashboardCommand(global, stdout, stderr),
 	)
 	return cmd
 }
