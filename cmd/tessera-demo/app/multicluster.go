@@ -205,7 +205,10 @@ func (d demoRun) showFleet(ctx context.Context, before bool) error {
 	switch {
 	case !before && d.mode == env.EstimatorStock:
 		fmt.Fprintln(d.out, "\nThe fleet once Karmada's stock estimate has divided the replicas (see WAITING PODS):")
-		return d.cli.show(ctx, d.out, "fleet")
+		if err := d.cli.show(ctx, d.out, "fleet"); err != nil {
+			return err
+		}
+		return d.cli.show(ctx, d.out, "pods", "--cluster", env.BusyMember)
 	case !before:
 		fmt.Fprintln(d.out, "\nThe fleet once the replicas run:")
 		return d.cli.show(ctx, d.out, "fleet")
