@@ -1,9 +1,13 @@
 /*
  * account.c - reserving against a device's limit and remembering what each
- * allocation charged. Reservations go to the lock-free region; the record of
- * which allocation charged what is process-local, under one short mutex.
+ * allocation charged (see account.h). Reservations go to the lock-free
+ * region; the record of which allocation charged what is process-local,
+ * under one short spinning lock.
  */
-#include "hook.h"
+#include "account.h"
+
+#include "poolacct.h"
+#include "spin.h"
 
 static atomic_int warned_full, warned_untracked;
 
@@ -23,16 +27,40 @@ CUresult hook_reserve_again(int dev, uint64_t bytes, int rc)
     return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
-void hook_track(uint8_t kind, uint64_t key, int dev, uint64_t size, uint64_t aux)
+/* Without a record the charge can never be released: it stays, which errs
+ * on the side of the limit. */
+__attribute__((noinline, cold)) static void untracked(void)
+{
+    if (atomic_exchange(&warned_untracked, 1) == 0)
+        hook_log("out of memory for the allocation table: some frees will not be credited");
+}
+
+/* The lock was taken, or the table must grow (which calls calloc). */
+__attribute__((noinline, cold)) static void track_slow(uint8_t kind, uint64_t key, int dev,
+                                                        uint64_t size, uint64_t aux)
 {
     struct alloc_rec rec = {.key = key, .size = size, .aux = aux, .kind = kind, .dev = (int8_t)dev};
     spin_lock(&g_hook.allocs_lock);
     int rc = table_put(&g_hook.allocs, &rec);
     spin_unlock(&g_hook.allocs_lock);
-    /* Without a record the charge can never be released: it stays, which
-     * errs on the side of the limit. */
-    if (rc != 0 && atomic_exchange(&warned_untracked, 1) == 0)
-        hook_log("out of memory for the allocation table: some frees will not be credited");
+    if (rc != 0)
+        untracked();
+}
+
+/* Every allocation's path. Its slow cases are tail calls, so that the fast
+ * one keeps its arguments in registers and saves none on the stack. */
+void hook_track(uint8_t kind, uint64_t key, int dev, uint64_t size, uint64_t aux)
+{
+    struct table *t = &g_hook.allocs;
+    if (!spin_trylock(&g_hook.allocs_lock))
+        return track_slow(kind, key, dev, size, aux);
+    if (__builtin_expect((t->count + 1) * 2 > t->cap, 0)) {
+        spin_unlock(&g_hook.allocs_lock);
+        return track_slow(kind, key, dev, size, aux);
+    }
+    struct alloc_rec rec = {.key = key, .size = size, .aux = aux, .kind = kind, .dev = (int8_t)dev};
+    table_put(t, &rec); /* cannot fail: there is room */
+    spin_unlock(&g_hook.allocs_lock);
 }
 
 void hook_retrack(const struct alloc_rec *rec)
@@ -40,9 +68,20 @@ void hook_retrack(const struct alloc_rec *rec)
     hook_track(rec->kind, rec->key, rec->dev, rec->size, rec->aux);
 }
 
-int hook_untrack(uint8_t kind, uint64_t key, struct alloc_rec *out)
+__attribute__((noinline, cold)) static int untrack_slow(uint8_t kind, uint64_t key,
+                                                         struct alloc_rec *out)
 {
     spin_lock(&g_hook.allocs_lock);
+    int found = table_take(&g_hook.allocs, kind, key, out);
+    spin_unlock(&g_hook.allocs_lock);
+    return found;
+}
+
+/* Every free's path; as hook_track, contention is a tail call. */
+int hook_untrack(uint8_t kind, uint64_t key, struct alloc_rec *out)
+{
+    if (!spin_trylock(&g_hook.allocs_lock))
+        return untrack_slow(kind, key, out);
     int found = table_take(&g_hook.allocs, kind, key, out);
     spin_unlock(&g_hook.allocs_lock);
     return found;

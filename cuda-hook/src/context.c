@@ -25,27 +25,28 @@ struct dev_ctx {
 static struct dev_ctx devs[TESSERA_REGION_MAX_DEVICES];
 static pthread_once_t devs_once = PTHREAD_ONCE_INIT;
 
-static void devs_init(void)
+/* A forked child has none of its parent's contexts. */
+static void forget_all(void)
 {
-    for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++)
-        pthread_mutex_init(&devs[i].mu, NULL);
-}
-
-static struct dev_ctx *dev_ctx(int ordinal)
-{
-    pthread_once(&devs_once, devs_init);
-    return &devs[ordinal];
-}
-
-void context_forget_all(void)
-{
-    pthread_once(&devs_once, devs_init);
     for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++) {
         pthread_mutex_init(&devs[i].mu, NULL);
         devs[i].primary_refs = 0;
         devs[i].primary_charge = 0;
     }
     ctxmem_forget();
+}
+
+static void devs_init(void)
+{
+    for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++)
+        pthread_mutex_init(&devs[i].mu, NULL);
+    hook_atfork_child(forget_all);
+}
+
+static struct dev_ctx *dev_ctx(int ordinal)
+{
+    pthread_once(&devs_once, devs_init);
+    return &devs[ordinal];
 }
 
 /* Creates a context through create(args), charging it: returns the driver's

@@ -1,7 +1,8 @@
 /* ctxmem.c - see ctxmem.h. */
 #include "ctxmem.h"
 
-#include "hook.h"
+#include "devmap.h"
+#include "state.h"
 #include "tessera_env.h"
 
 #include <string.h>

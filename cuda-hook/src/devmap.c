@@ -3,8 +3,9 @@
  * environment contract) a CUDA or NVML device is. CUDA may number devices
  * differently from the plugin (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER), so
  * devices are matched by UUID when the plugin gave UUIDs, by ordinal if not.
+ * See devmap.h.
  */
-#include "hook.h"
+#include "devmap.h"
 
 #include <ctype.h>
 #include <stdio.h>

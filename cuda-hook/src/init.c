@@ -1,55 +1,40 @@
 /*
- * init.c - lazy start-up. The library is preloaded into every process of a
- * container (shells included), so it does nothing at load time: the driver
- * symbols, the environment and the region are looked at only when a process
- * first calls into CUDA or NVML.
+ * init.c - lazy start-up of the state (state.h). The library is preloaded
+ * into every process of a container (shells included), so it does nothing
+ * at load time: the driver symbols, the environment and the region are
+ * looked at only when a process first calls into CUDA or NVML.
+ *
+ * Layer 3 (state): it initialises the state and nothing else. Modules above
+ * that must react to start-up or fork do it themselves (hook_atfork_child,
+ * and launch.c publishes its fast path on its first launch).
  */
-#include "hook.h"
+#include "state.h"
 
 #include <dlfcn.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-struct hook g_hook = {
-    .init_mu = PTHREAD_MUTEX_INITIALIZER,
-    .mu = PTHREAD_MUTEX_INITIALIZER,
-    .allocs_lock = ATOMIC_FLAG_INIT,
-    .sole_dev = HOOK_SOLE_UNKNOWN,
-};
-
-_Thread_local int hook_loading;
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
-
-void hook_log(const char *fmt, ...)
-{
-    char line[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "tessera-hook: %s\n", line);
-}
+static _Atomic(dlsym_fn) real_dlsym;
 
 static const char *env_get(const char *name)
 {
     return getenv(name);
 }
 
+void hook_atfork_child(void (*fn)(void))
+{
+    if (pthread_atfork(NULL, NULL, fn) != 0)
+        hook_log("cannot register a fork handler");
+}
+
 /* A forked child shares the region mapping but none of the parent's CUDA
- * state: it starts with no record, no allocations and no contexts. The lock
- * may have been held by a parent thread that does not exist here. */
+ * state: it starts with no record and no allocations. The lock may have
+ * been held by a parent thread that does not exist here. */
 static void after_fork_child(void)
 {
-    pthread_mutex_init(&g_hook.mu, NULL);
     atomic_flag_clear(&g_hook.allocs_lock);
     region_forget_slot(&g_hook.region);
     table_clear(&g_hook.allocs);
-    context_forget_all();
-    pool_forget_all();
-    timing_forget_all();
 }
 
 static void config_init(void)
@@ -66,8 +51,7 @@ static void config_init(void)
             hook_log("%s: limits hold per process, not per container", why);
         }
     }
-    if (pthread_atfork(NULL, NULL, after_fork_child) != 0)
-        hook_log("cannot register a fork handler");
+    hook_atfork_child(after_fork_child);
     atomic_store_explicit(&g_hook.config_ready, 1, memory_order_release);
 }
 
@@ -77,12 +61,27 @@ void hook_config(void)
         pthread_once(&config_once, config_init);
 }
 
+/* dlsym itself is interposed (resolve.c), so the C library's is found by
+ * version. */
+dlsym_fn hook_dlsym_real(void)
+{
+    static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"};
+    dlsym_fn f = atomic_load_explicit(&real_dlsym, memory_order_acquire);
+    if (__builtin_expect(f != NULL, 1))
+        return f; /* every dlsym call of the process asks */
+    for (size_t i = 0; f == NULL && i < sizeof(versions) / sizeof(versions[0]); i++)
+        f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", versions[i]);
+    if (f != NULL)
+        atomic_store_explicit(&real_dlsym, f, memory_order_release);
+    return f;
+}
+
 static void resolve(enum sym_lib lib, void *handle)
 {
-    dlsym_fn real_dlsym = hook_dlsym_real();
+    dlsym_fn dlsym_real = hook_dlsym_real();
     for (int i = 0; i < SYM_COUNT; i++)
         if (hook_syms[i].lib == lib)
-            g_hook.real[i] = real_dlsym ? real_dlsym(handle, hook_syms[i].name) : NULL;
+            g_hook.real[i] = dlsym_real ? dlsym_real(handle, hook_syms[i].name) : NULL;
 }
 
 static void *open_lib(const char *soname, int may_load)
@@ -95,7 +94,8 @@ static void *open_lib(const char *soname, int may_load)
 }
 
 /* Loads one driver library's symbols once; a failed attempt (library not
- * loaded yet, may_load 0) is retried on the next call. */
+ * loaded yet, may_load 0) is retried on the next call. The configuration is
+ * read before ready is published, so whoever sees the symbols sees it too. */
 static int load_lib(atomic_int *ready, enum sym_lib lib, const char *soname, int may_load)
 {
     if (atomic_load_explicit(ready, memory_order_acquire))
@@ -109,8 +109,6 @@ static int load_lib(atomic_int *ready, enum sym_lib lib, const char *soname, int
         if (h != NULL) {
             resolve(lib, h);
             hook_config();
-            if (lib == LIB_CUDA)
-                launch_publish_fast();
             atomic_store_explicit(ready, 1, memory_order_release);
         }
     }

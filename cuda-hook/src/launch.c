@@ -1,11 +1,13 @@
 /*
  * launch.c - kernel and graph launches. Each wrapper is one load and a tail
  * call through a pointer: the pointer starts at the paced path (which also
- * performs the lazy start-up) and is switched to the driver's function once
- * start-up finds that no device of the container has a core cap.
+ * performs the lazy start-up) and is switched to the driver's function by
+ * the first paced launch that finds no device of the container capped.
  */
 #include "hook.h"
 #include "timing.h"
+
+static void publish_fast(void);
 
 typedef __typeof__(&cuLaunchKernel) launch_kernel_fn;
 typedef __typeof__(&cuLaunchKernelEx) launch_ex_fn;
@@ -25,6 +27,7 @@ static CUresult kernel(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigne
     launch_kernel_fn real = ptsz ? REAL(cuLaunchKernel_ptsz) : REAL(cuLaunchKernel);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
+    publish_fast();
     struct pace_ticket t;
     pace_begin(effective(s, ptsz), &t);
     CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
@@ -51,6 +54,7 @@ static CUresult ex(int ptsz, const CUlaunchConfig *cfg, CUfunction f, void **par
     launch_ex_fn real = ptsz ? REAL(cuLaunchKernelEx_ptsz) : REAL(cuLaunchKernelEx);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
+    publish_fast();
     struct pace_ticket t = {.active = 0};
     if (cfg != NULL)
         pace_begin(effective(cfg->hStream, ptsz), &t);
@@ -76,6 +80,7 @@ static CUresult coop(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned 
         ptsz ? REAL(cuLaunchCooperativeKernel_ptsz) : REAL(cuLaunchCooperativeKernel);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
+    publish_fast();
     struct pace_ticket t;
     pace_begin(effective(s, ptsz), &t);
     CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params);
@@ -100,6 +105,7 @@ static CUresult graph(int ptsz, CUgraphExec exec, CUstream s)
     graph_launch_fn real = ptsz ? REAL(cuGraphLaunch_ptsz) : REAL(cuGraphLaunch);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
+    publish_fast();
     struct pace_ticket t;
     pace_begin(effective(s, ptsz), &t);
     CUresult rc = real(exec, s);
@@ -129,9 +135,15 @@ static _Atomic(graph_launch_fn) go_graph = paced_graph, go_graph_ptsz = paced_gr
             atomic_store(&ptr, (__typeof__(atomic_load(&ptr)))g_hook.real[sym]);                   \
     } while (0)
 
-/* Called once the real symbols are resolved and the configuration read. */
-void launch_publish_fast(void)
+/* Called by paced launches, after REAL() resolved the driver, which reads
+ * the configuration first. Done here rather than by start-up, which sits
+ * in a lower layer and knows nothing of launches; it costs the first launch
+ * of an uncapped process one pass through the paced path. */
+static void publish_fast(void)
 {
+    static atomic_int decided;
+    if (atomic_load_explicit(&decided, memory_order_relaxed) || atomic_exchange(&decided, 1))
+        return;
     if (g_hook.cfg.enforce && g_hook.cfg.any_core_cap)
         return;
     GO_DIRECT(go_kernel, SYM_cuLaunchKernel);

@@ -52,6 +52,8 @@ static int try_claim(struct region *r)
         /* Raise the high-water mark before any usage is added, so a
          * concurrent reservation that sees our usage also sees our record. */
         raise_hwm(r->map, (uint32_t)i + 1);
+        /* me before slot: a thread that sees the slot claimed sees me too. */
+        atomic_store(&r->me, p);
         atomic_store(&r->slot, i);
         return 0;
     }
@@ -72,14 +74,22 @@ static int claim(struct region *r)
     return rc;
 }
 
+/* Records in use, bounded once so the sums below test one limit per record
+ * (the high-water mark is shared, so it is not trusted to be in range). */
+static uint32_t records(const struct tessera_region *m)
+{
+    uint32_t n = atomic_load(&m->proc_hwm);
+    return n < TESSERA_REGION_MAX_PROCS ? n : TESSERA_REGION_MAX_PROCS;
+}
+
 /* The mapping is read once into a local: the atomic loads would otherwise
  * make the compiler read it again for every record. */
 uint64_t region_used(const struct region *r, int dev)
 {
     struct tessera_region *m = r->map;
-    uint32_t n = atomic_load(&m->proc_hwm);
+    uint32_t n = records(m);
     uint64_t sum = 0;
-    for (uint32_t i = 0; i < n && i < TESSERA_REGION_MAX_PROCS; i++)
+    for (uint32_t i = 0; i < n; i++)
         sum += atomic_load(&m->procs[i].used_bytes[dev]);
     return sum;
 }
@@ -96,9 +106,9 @@ uint64_t region_mine(const struct region *r, int dev)
 static uint64_t claimed(const struct region *r, int dev)
 {
     struct tessera_region *m = r->map;
-    uint32_t n = atomic_load(&m->proc_hwm);
+    uint32_t n = records(m);
     uint64_t sum = 0;
-    for (uint32_t i = 0; i < n && i < TESSERA_REGION_MAX_PROCS; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         sum += atomic_load(&m->procs[i].pending_bytes[dev]);
         sum += atomic_load(&m->procs[i].used_bytes[dev]);
     }
@@ -112,8 +122,9 @@ static uint64_t claimed(const struct region *r, int dev)
  */
 /* The announcement of the first attempt failed: others may be racing for
  * the same bytes, or a dead process may hold them. */
-__attribute__((noinline, cold)) static int reserve_again(struct region *r, struct tessera_region_proc *me, int dev,
-                         uint64_t bytes, uint64_t limit)
+__attribute__((noinline, cold)) static int
+reserve_again(struct region *r, struct tessera_region_proc *me, int dev, uint64_t bytes,
+              uint64_t limit)
 {
     region_reclaim(r);
     for (int attempt = 1; attempt < RESERVE_ATTEMPTS; attempt++) {
@@ -135,10 +146,12 @@ __attribute__((noinline, cold)) static int reserve_again(struct region *r, struc
  * path, and almost always the only one. */
 int region_reserve(struct region *r, int dev, uint64_t bytes, uint64_t limit)
 {
-    int slot = atomic_load_explicit(&r->slot, memory_order_acquire);
-    if (slot < 0 && claim(r) != 0)
-        return -2;
-    struct tessera_region_proc *me = rec_of(r, atomic_load(&r->slot));
+    struct tessera_region_proc *me = atomic_load_explicit(&r->me, memory_order_acquire);
+    if (__builtin_expect(me == NULL, 0)) {
+        if (claim(r) != 0)
+            return -2;
+        me = atomic_load(&r->me);
+    }
     if (limit == 0) {
         atomic_fetch_add(&me->used_bytes[dev], bytes); /* nothing to check against */
         return 0;
@@ -161,9 +174,10 @@ void region_charge(struct region *r, int dev, uint64_t bytes)
 
 void region_release(struct region *r, int dev, uint64_t bytes)
 {
-    if (atomic_load(&r->slot) < 0)
+    struct tessera_region_proc *me = atomic_load_explicit(&r->me, memory_order_acquire);
+    if (me == NULL)
         return;
-    _Atomic uint64_t *mine = &rec_of(r, atomic_load(&r->slot))->used_bytes[dev];
+    _Atomic uint64_t *mine = &me->used_bytes[dev];
     /* Only this process's threads write its record while it lives, so one
      * subtraction suffices; should a caller release more than it charged,
      * the excess is put back, so the record never stays below zero. */
@@ -203,8 +217,8 @@ static int record_dead(const struct tessera_region_proc *p, int32_t pid)
 int region_reclaim(struct region *r)
 {
     int freed = 0;
-    uint32_t n = atomic_load(&r->map->proc_hwm);
-    for (uint32_t i = 0; i < n && i < TESSERA_REGION_MAX_PROCS; i++) {
+    uint32_t n = records(r->map);
+    for (uint32_t i = 0; i < n; i++) {
         struct tessera_region_proc *p = rec_of(r, (int)i);
         int32_t pid = atomic_load(&p->pid);
         if (pid == 0 || (int)i == atomic_load(&r->slot) || !record_dead(p, pid))
@@ -225,6 +239,7 @@ void region_leave(struct region *r)
     int slot = r->map == NULL ? -1 : atomic_exchange(&r->slot, -1);
     if (slot < 0)
         return;
+    atomic_store(&r->me, NULL);
     struct tessera_region_proc *p = rec_of(r, slot);
     wipe(p);
     atomic_store(&p->pid, 0);
@@ -235,5 +250,6 @@ void region_forget_slot(struct region *r)
 {
     pthread_mutex_init(&r->claim_mu, NULL);
     atomic_store(&r->slot, -1);
+    atomic_store(&r->me, NULL);
     r->pid = (int32_t)getpid();
 }

@@ -25,6 +25,9 @@ struct region {
     struct tessera_region *map;
     int private_map;          /* 1: an anonymous mapping, limits hold per process */
     _Atomic int slot;         /* this process's record, -1 until first needed */
+    /* &map->procs[slot], or NULL while slot is -1: the reservation path
+     * takes its record with one load instead of indexing every time. */
+    _Atomic(struct tessera_region_proc *) me;
     pthread_mutex_t claim_mu; /* one claim per process, whatever its threads */
     int32_t pid;
 };

@@ -135,6 +135,7 @@ int region_attach(struct region *r, const struct tessera_config *cfg, char *msg,
 {
     memset(r, 0, sizeof(*r));
     atomic_init(&r->slot, -1);
+    atomic_init(&r->me, NULL);
     pthread_mutex_init(&r->claim_mu, NULL);
     r->pid = (int32_t)getpid();
     if (cfg->region_path != NULL)

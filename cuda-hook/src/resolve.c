@@ -11,18 +11,22 @@
 
 #include <dlfcn.h>
 
-static _Atomic(dlsym_fn) real_dlsym;
+/* The wrapper of every wrapped symbol, indexed by enum sym_id; NULL for
+ * symbols that are only called. */
+#define SYM_WRAPPER(name, lib) [SYM_##name] = (void *)name,
+#define SYM_NONE(name, lib)
+static void *const wrappers[SYM_COUNT] = {HOOK_SYMBOLS(SYM_WRAPPER, SYM_NONE)};
 
-/* dlsym itself is interposed, so the C library's is found by version. */
-dlsym_fn hook_dlsym_real(void)
+/* The wrapper to hand out in place of real, or NULL when real is not the
+ * real function of a wrapped symbol. */
+static void *wrapper_of_real(const void *real)
 {
-    static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"};
-    dlsym_fn f = atomic_load_explicit(&real_dlsym, memory_order_acquire);
-    for (size_t i = 0; f == NULL && i < sizeof(versions) / sizeof(versions[0]); i++)
-        f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", versions[i]);
-    if (f != NULL)
-        atomic_store_explicit(&real_dlsym, f, memory_order_release);
-    return f;
+    if (real == NULL)
+        return NULL;
+    for (int i = 0; i < SYM_COUNT; i++)
+        if (wrappers[i] != NULL && g_hook.real[i] == real)
+            return wrappers[i];
+    return NULL;
 }
 
 /* Cheap filter: only driver names can need a substitution. */
@@ -36,17 +40,17 @@ static void *substitute(dlsym_fn real, void *handle, const char *name)
 {
     void *p = real(handle, name);
     int i = p != NULL && !hook_loading ? sym_find(name) : -1;
-    if (i < 0 || hook_syms[i].wrapper == NULL)
+    if (i < 0 || wrappers[i] == NULL)
         return p;
     /* Never load a library here: if it is not loaded, handle is not it. */
     int loaded = hook_syms[i].lib == LIB_CUDA ? hook_cuda_load(0) : hook_nvml_load(0);
-    return loaded && g_hook.real[i] == p ? hook_syms[i].wrapper : p;
+    return loaded && g_hook.real[i] == p ? wrappers[i] : p;
 }
 
 TESSERA_EXPORT void *dlsym(void *handle, const char *name)
 {
-    dlsym_fn real = atomic_load_explicit(&real_dlsym, memory_order_acquire);
-    if (__builtin_expect(real == NULL, 0) && (real = hook_dlsym_real()) == NULL)
+    dlsym_fn real = hook_dlsym_real();
+    if (real == NULL)
         return NULL;
     if (handle != RTLD_NEXT && maybe_ours(name)) /* name is non-null by contract */
         return substitute(real, handle, name);
@@ -57,7 +61,7 @@ TESSERA_EXPORT void *dlsym(void *handle, const char *name)
 
 static void swap_in_wrapper(void **pfn)
 {
-    void *w = sym_wrapper_of_real(*pfn);
+    void *w = wrapper_of_real(*pfn);
     if (w != NULL)
         *pfn = w;
 }

@@ -29,6 +29,14 @@ static inline void spin_lock(atomic_flag *f)
         spin_wait(f);
 }
 
+/* 1 when the lock was free and is now held. For callers whose contended
+ * path is a tail call to a slow variant: then nothing the fast path holds
+ * in registers has to be saved around a call. */
+static inline int spin_trylock(atomic_flag *f)
+{
+    return !__builtin_expect(atomic_flag_test_and_set_explicit(f, memory_order_acquire), 0);
+}
+
 static inline void spin_unlock(atomic_flag *f)
 {
     atomic_flag_clear_explicit(f, memory_order_release);

@@ -4,26 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t slot_of(const struct table *t, uint8_t kind, uint64_t key)
-{
-    /* Fibonacci hashing: device pointers are aligned, so the low bits are
-     * mostly zero and must not pick the slot on their own. */
-    uint64_t h = (key ^ ((uint64_t)kind << 56)) * 0x9E3779B97F4A7C15ULL;
-    return (size_t)(h >> 20) & (t->cap - 1);
-}
-
+/* Only records that are there are moved, so each lands in an empty slot. */
 static void insert_raw(struct table *t, const struct alloc_rec *rec)
 {
-    size_t i = slot_of(t, rec->kind, rec->key);
-    while (t->slots[i].kind != KIND_EMPTY &&
-           !(t->slots[i].kind == rec->kind && t->slots[i].key == rec->key))
-        i = (i + 1) & (t->cap - 1);
-    if (t->slots[i].kind == KIND_EMPTY)
-        t->count++;
-    t->slots[i] = *rec;
+    *table_probe(t, rec->kind, rec->key) = *rec;
+    t->count++;
 }
 
-static int grow(struct table *t)
+int table_grow(struct table *t)
 {
     size_t old_cap = t->cap, cap = old_cap ? old_cap * 2 : 256;
     struct alloc_rec *old = t->slots;
@@ -40,22 +28,13 @@ static int grow(struct table *t)
     return 0;
 }
 
-int table_put(struct table *t, const struct alloc_rec *rec)
-{
-    /* Keep the load under one half so probe sequences stay short. */
-    if ((t->count + 1) * 2 > t->cap && grow(t) != 0)
-        return -1;
-    insert_raw(t, rec);
-    return 0;
-}
-
 /* Backward-shift deletion: pulls later members of the probe run into the
  * hole, so lookups never need tombstones. */
-static void remove_at(struct table *t, size_t hole)
+void table_shift_into(struct table *t, size_t hole)
 {
     size_t mask = t->cap - 1;
     for (size_t i = (hole + 1) & mask; t->slots[i].kind != KIND_EMPTY; i = (i + 1) & mask) {
-        size_t home = slot_of(t, t->slots[i].kind, t->slots[i].key);
+        size_t home = table_home(t, t->slots[i].kind, t->slots[i].key);
         /* The entry may move into the hole only if the hole lies on the
          * cyclic path from its home slot to where it sits now. */
         if (((i - home) & mask) >= ((i - hole) & mask)) {
@@ -67,27 +46,12 @@ static void remove_at(struct table *t, size_t hole)
     t->count--;
 }
 
-int table_take(struct table *t, uint8_t kind, uint64_t key, struct alloc_rec *out)
-{
-    if (t->cap == 0)
-        return 0;
-    for (size_t i = slot_of(t, kind, key); t->slots[i].kind != KIND_EMPTY;
-         i = (i + 1) & (t->cap - 1)) {
-        if (t->slots[i].kind == kind && t->slots[i].key == key) {
-            *out = t->slots[i];
-            remove_at(t, i);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int table_take_by_aux(struct table *t, uint8_t kind, uint64_t aux, struct alloc_rec *out)
 {
     for (size_t i = 0; i < t->cap; i++) {
         if (t->slots[i].kind == kind && t->slots[i].aux == aux) {
             *out = t->slots[i];
-            remove_at(t, i);
+            table_shift_into(t, i);
             return 1;
         }
     }

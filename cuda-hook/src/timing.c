@@ -1,8 +1,9 @@
 /* timing.c - see timing.h. */
 #include "timing.h"
 
-#include "hook.h"
+#include "devmap.h"
 #include "pacer.h"
+#include "state.h"
 
 #include <errno.h>
 #include <time.h>
@@ -33,16 +34,8 @@ struct ring {
 static struct ring rings[TESSERA_REGION_MAX_DEVICES];
 static pthread_once_t rings_once = PTHREAD_ONCE_INIT;
 
-static void rings_init(void)
-{
-    for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++) {
-        pthread_mutex_init(&rings[i].mu, NULL);
-        rings[i].estimate = PACER_INITIAL_ESTIMATE_NS;
-    }
-}
-
 /* Events belong to the parent's contexts, which a child cannot use. */
-void timing_forget_all(void)
+static void forget_all(void)
 {
     for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++) {
         pthread_mutex_init(&rings[i].mu, NULL);
@@ -50,6 +43,15 @@ void timing_forget_all(void)
             rings[i].e[j] = (struct ring_entry){.state = ENTRY_FREE};
         rings[i].head = rings[i].tail = 0;
     }
+}
+
+static void rings_init(void)
+{
+    for (int i = 0; i < TESSERA_REGION_MAX_DEVICES; i++) {
+        pthread_mutex_init(&rings[i].mu, NULL);
+        rings[i].estimate = PACER_INITIAL_ESTIMATE_NS;
+    }
+    hook_atfork_child(forget_all);
 }
 
 static uint64_t clock_ns(clockid_t id)

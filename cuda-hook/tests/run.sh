@@ -70,9 +70,18 @@ check_exports() {
     tally exports 0 "$out"
 }
 
+# Every source includes only its own layer or those below (README.md,
+# "Layers"); an upward include fails here, naming the file and the include.
+check_layers() {
+    local out=$build/tests/layers.out
+    "$root/tests/layers.sh" "$build/obj/hook" >"$out" 2>&1
+    tally layers $? "$out"
+}
+
 check_exports
+check_layers
 for t in t_units t_pacer_sim; do run_unit "$t"; done
-for t in t_paths t_dlsym t_kinds t_info t_passthrough t_region_init t_multiproc t_kill t_context t_core_cap t_busy; do
+for t in t_paths t_dlsym t_kinds t_info t_passthrough t_region_init t_multiproc t_kill t_context t_fork t_core_cap t_busy; do
     run_hooked "$t"
 done
 rm -rf /tmp/tessera-hook-test.*

@@ -48,6 +48,14 @@ static void test_table(void)
     while (table_take_by_aux(&t, KIND_GRAPH_NODE, 99, &out))
         taken++;
     check(taken == 2 && t.count == 1, "table_take_by_aux", "took %d", taken);
+    /* A removal that ends its probe run only marks the slot empty (the fast
+     * path of every free): what the slot held is never found again. */
+    struct alloc_rec g = {.key = 3, .aux = 77, .kind = KIND_GRAPH_NODE};
+    table_put(&t, &g);
+    int gone = table_take(&t, KIND_GRAPH_NODE, 3, &out) &&
+               !table_take(&t, KIND_GRAPH_NODE, 3, &out) &&
+               !table_take_by_aux(&t, KIND_GRAPH_NODE, 77, &out);
+    check(gone && t.count == 1, "table_removed_slot_is_empty", "count %zu", t.count);
     table_clear(&t);
 }
 

@@ -89,6 +89,21 @@ static void test_full_table(struct region *r)
     region_reclaim(r);
 }
 
+/* After leaving (its record given back), a process that reserves again
+ * claims a record anew: the reservation path's cached record pointer must
+ * not outlive the record. */
+static void test_rejoin(struct region *r)
+{
+    region_leave(r);
+    int rc = region_reserve(r, 0, MIB, 100 * MIB);
+    int slot = atomic_load(&r->slot);
+    int ours = slot >= 0 && atomic_load(&r->map->procs[slot].pid) == r->pid;
+    check(rc == 0 && ours && region_mine(r, 0) == MIB && region_used(r, 0) == MIB,
+          "region_leave_then_reserve_claims_anew", "rc %d slot %d used %llu", rc, slot,
+          (unsigned long long)region_used(r, 0));
+    region_release(r, 0, MIB);
+}
+
 /* A process that reserves and releases random amounts, fast. */
 static void hammer(unsigned seed)
 {
@@ -205,6 +220,7 @@ void test_region(void)
     test_reserve_release(&r);
     test_reclaim(&r);
     test_full_table(&r);
+    test_rejoin(&r);
     test_concurrent(&r);
     region_leave(&r);
     test_threads_share_a_record();
