@@ -71,3 +71,22 @@ func FuzzDecodePodOptions(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeUsage(f *testing.F) {
+	f.Add(`{"version":"v1","observedAt":"2026-12-07T20:00:00Z","containers":[{"namespace":"ns","pod":"p","container":"c","memoryUsedMiB":1024}]}`)
+	f.Add(`{"version":"v1","observedAt":"2026-12-07T20:00:00Z","containers":null}`)
+	f.Add(`{"version":"v1","containers":[{"namespace":"ns","pod":"p","container":"c","memoryUsedMiB":-1}]}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := DecodeUsage(s)
+		if err != nil {
+			return
+		}
+		again, err := EncodeUsage(u)
+		if err != nil {
+			t.Fatalf("re-encode of accepted usage failed: %v", err)
+		}
+		if _, err := DecodeUsage(again); err != nil {
+			t.Fatalf("re-encoded usage %s is rejected: %v", again, err)
+		}
+	})
+}

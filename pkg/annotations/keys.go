@@ -23,6 +23,9 @@ type Keys struct {
 	Assignment string
 	// Allocated (Pod): the containers the device plugin has served.
 	Allocated string
+	// Usage (Node): the device memory each container on the node really
+	// holds, as its usage region says, written by the node agent.
+	Usage string
 	// Pod options, set by users.
 	GPUModelInclude string
 	GPUModelExclude string
@@ -42,6 +45,7 @@ func NewKeys(prefix string) (Keys, error) {
 		Inventory:       k("gpu-inventory"),
 		Assignment:      k("gpu-assignment"),
 		Allocated:       k("gpu-allocated"),
+		Usage:           k("gpu-usage"),
 		GPUModelInclude: k("gpu-model-include"),
 		GPUModelExclude: k("gpu-model-exclude"),
 		GPUUUIDInclude:  k("gpu-uuid-include"),

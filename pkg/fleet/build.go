@@ -52,7 +52,11 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 		assigned[d.Assignment.Node] = append(assigned[d.Assignment.Node], d.AssignedPod)
 	}
 	perNode := make([][]vgpu.DeviceState, 0, len(objs.nodes))
+	observed := map[string]int64{}
 	for _, node := range objs.nodes {
+		if err := addObservedUse(observed, node, keys); err != nil {
+			m.view.Problems = append(m.view.Problems, err.Error())
+		}
 		devices, podErrs, err := gpustate.NodeDevicesAssigned(node, assigned[node.Name], keys)
 		for _, pe := range podErrs {
 			m.view.Problems = append(m.view.Problems, pe.Error())
@@ -74,6 +78,14 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 	slices.SortFunc(m.view.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	m.view.Models = gpustate.SummarizeModels(name, perNode)
 	m.view.Pods = podViews(name, objs.pods, decoded, cfg, &m.view.Problems)
+	for i := range m.view.Pods {
+		p := &m.view.Pods[i]
+		for j := range p.Containers {
+			if mib, ok := observed[p.Namespace+"/"+p.Name+"/"+p.Containers[j].Name]; ok {
+				p.Containers[j].UsedMemoryMiB = &mib
+			}
+		}
+	}
 	for _, p := range m.view.Pods {
 		if p.Waiting {
 			m.view.WaitingPods++
@@ -82,6 +94,23 @@ func buildMember(name string, objs memberObjects, cfg config.Config) *memberStat
 	slices.Sort(m.view.Problems)
 	m.view.Problems = slices.Compact(m.view.Problems)
 	return m
+}
+
+// addObservedUse adds the node agent's usage report of a node (what each
+// container's processes really hold), by namespace/pod/container.
+func addObservedUse(observed map[string]int64, node *corev1.Node, keys annotations.Keys) error {
+	raw, ok := node.Annotations[keys.Usage]
+	if !ok {
+		return nil
+	}
+	u, err := annotations.DecodeUsage(raw)
+	if err != nil {
+		return fmt.Errorf("node %s: annotation %s: %w", node.Name, keys.Usage, err)
+	}
+	for _, c := range u.Containers {
+		observed[c.Namespace+"/"+c.Pod+"/"+c.Container] = c.MemoryUsedMiB
+	}
+	return nil
 }
 
 // decodedPod is a pod with its assignment decoded, once per build.

@@ -127,6 +127,25 @@ func TestBuildMember(t *testing.T) {
 			}
 		},
 	}, {
+		name:  "observed use from the node agent's report; a bad report is a problem",
+		nodes: []*corev1.Node{withUsage(gpuNode("a", a0), `{"version":"v1","observedAt":"2026-12-07T20:00:00Z","containers":[{"namespace":"default","pod":"p0","container":"main","memoryUsedMiB":30000}]}`),
+			withUsage(gpuNode("b", b0), `{"version":"v9"}`)},
+		pods: []*corev1.Pod{
+			testcluster.GPUPod("p0", "a", 100, 1<<30, share(a0, 48*gib, 0)),
+			testcluster.GPUPod("p1", "b", 100, 1<<30, share(b0, 8*gib, 0)),
+		},
+		check: func(t *testing.T, c Cluster) {
+			if u := c.Pods[0].Containers[0].UsedMemoryMiB; u == nil || *u != 30000 {
+				t.Errorf("p0 observed use %v, want 30000 MiB", u)
+			}
+			if u := c.Pods[1].Containers[0].UsedMemoryMiB; u != nil {
+				t.Errorf("p1 has observed use %d from a bad report", *u)
+			}
+			if len(c.Problems) != 1 || !strings.Contains(c.Problems[0], "node b: annotation tessera.io/gpu-usage") {
+				t.Errorf("problems %q", c.Problems)
+			}
+		},
+	}, {
 		name:  "a member without Tessera",
 		nodes: []*corev1.Node{gpuNode("plain")},
 		check: func(t *testing.T, c Cluster) {
@@ -141,6 +160,11 @@ func TestBuildMember(t *testing.T) {
 			tc.check(t, m.view)
 		})
 	}
+}
+
+func withUsage(n *corev1.Node, raw string) *corev1.Node {
+	n.Annotations[annotations.DefaultKeys().Usage] = raw
+	return n
 }
 
 func onlyModel(t *testing.T, c Cluster) ModelSummary {
