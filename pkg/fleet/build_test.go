@@ -127,7 +127,7 @@ func TestBuildMember(t *testing.T) {
 			}
 		},
 	}, {
-		name:  "observed use from the node agent's report; a bad report is a problem",
+		name: "observed use from the node agent's report; a bad report is a problem",
 		nodes: []*corev1.Node{withUsage(gpuNode("a", a0), `{"version":"v1","observedAt":"2026-12-07T20:00:00Z","containers":[{"namespace":"default","pod":"p0","container":"main","memoryUsedMiB":30000}]}`),
 			withUsage(gpuNode("b", b0), `{"version":"v9"}`)},
 		pods: []*corev1.Pod{
