@@ -50,16 +50,9 @@ func NodeDevices(node *corev1.Node, pods []*corev1.Pod, keys annotations.Keys) (
 // would hide every good GPU on it. A device of a decodable assignment that
 // is not on this node is skipped and reported; the pod's other devices count.
 func NodeDevicesWithPodErrors(node *corev1.Node, pods []*corev1.Pod, keys annotations.Keys) ([]vgpu.DeviceState, []PodError, error) {
-	if node == nil {
-		return nil, nil, fmt.Errorf("read GPU state: node is nil")
-	}
-	raw, ok := node.Annotations[keys.Inventory]
-	if !ok {
-		return nil, nil, nil
-	}
-	inv, err := annotations.DecodeInventory(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read GPU inventory of node %s: %w", node.Name, err)
+	gpus, err := nodeInventory(node, keys)
+	if gpus == nil || err != nil {
+		return nil, nil, err
 	}
 	var podErrs []PodError
 	assigned := make([]AssignedPod, 0, len(pods))
@@ -75,7 +68,7 @@ func NodeDevicesWithPodErrors(node *corev1.Node, pods []*corev1.Pod, keys annota
 			assigned = append(assigned, AssignedPod{Name: podName(pod), Assignment: a})
 		}
 	}
-	devices, errs := applyAssignments(node.Name, inv.GPUs, assigned)
+	devices, errs := applyAssignments(node.Name, gpus, assigned)
 	return devices, append(podErrs, errs...), nil
 }
 
@@ -91,19 +84,32 @@ type AssignedPod struct {
 // once and uses it several times). Assignments naming another node are
 // skipped.
 func NodeDevicesAssigned(node *corev1.Node, assigned []AssignedPod, keys annotations.Keys) ([]vgpu.DeviceState, []PodError, error) {
+	gpus, err := nodeInventory(node, keys)
+	if gpus == nil || err != nil {
+		return nil, nil, err
+	}
+	devices, podErrs := applyAssignments(node.Name, gpus, assigned)
+	return devices, podErrs, nil
+}
+
+// nodeInventory decodes the node's GPU inventory; nil without an error for
+// a node that publishes none.
+func nodeInventory(node *corev1.Node, keys annotations.Keys) ([]vgpu.GPU, error) {
 	if node == nil {
-		return nil, nil, fmt.Errorf("read GPU state: node is nil")
+		return nil, fmt.Errorf("read GPU state: node is nil")
 	}
 	raw, ok := node.Annotations[keys.Inventory]
 	if !ok {
-		return nil, nil, nil
+		return nil, nil
 	}
 	inv, err := annotations.DecodeInventory(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read GPU inventory of node %s: %w", node.Name, err)
+		return nil, fmt.Errorf("read GPU inventory of node %s: %w", node.Name, err)
 	}
-	devices, podErrs := applyAssignments(node.Name, inv.GPUs, assigned)
-	return devices, podErrs, nil
+	if inv.GPUs == nil {
+		return []vgpu.GPU{}, nil // an inventory of no GPUs is still Tessera's node
+	}
+	return inv.GPUs, nil
 }
 
 // applyAssignments is the node's GPUs with the usage of every assignment

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -16,16 +15,8 @@ import (
 // what its tables must show for a fleet, and how to read its tiles and use
 // its form. The numbers are formatted as `tessera fleet` prints them.
 
-// GiB formats MiB as the page and the CLI do: whole GiB, else one decimal.
-func GiB(mib int64) string {
-	if mib%1024 == 0 {
-		return strconv.FormatInt(mib/1024, 10)
-	}
-	return strconv.FormatFloat(float64(mib)/1024, 'f', 1, 64)
-}
-
-func ratio(c fleet.Capacity) string    { return fmt.Sprintf("%d/%d", c.Free, c.Total) }
-func gibRatio(c fleet.Capacity) string { return GiB(c.Free) + "/" + GiB(c.Total) }
+// GiB formats MiB as the page and the CLI do.
+var GiB = fleet.GiB
 
 // FleetRows is what the fleet table's body must show for f, a row per
 // cluster and GPU model, each cell's value as Row.Values reads it: cluster,
@@ -73,8 +64,8 @@ func TotalRows(f fleet.Fleet) [][]string {
 }
 
 func modelRow(m fleet.ModelSummary, waiting string) []string {
-	return []string{m.Model, strconv.Itoa(m.Nodes), fmt.Sprintf("%d/%d", m.HealthyGPUs, m.GPUs), ratio(m.Slots),
-		gibRatio(m.MemoryMiB), ratio(m.Cores), GiB(m.LargestFreeMiB), waiting}
+	return []string{m.Model, strconv.Itoa(m.Nodes), fmt.Sprintf("%d/%d", m.HealthyGPUs, m.GPUs), fleet.Ratio(m.Slots),
+		fleet.GiBRatio(m.MemoryMiB), fleet.Ratio(m.Cores), GiB(m.LargestFreeMiB), waiting}
 }
 
 // FitRows is what the "what fits" table must show for res: cluster,
@@ -87,22 +78,9 @@ func FitRows(res *fleet.FitResult) [][]string {
 		if !a.Reachable {
 			tessera, scheduler = "-", "-"
 		}
-		out = append(out, []string{a.Cluster, tessera, strconv.Itoa(int(a.Karmada)), scheduler, firstWords(a.First)})
+		out = append(out, []string{a.Cluster, tessera, strconv.Itoa(int(a.Karmada)), scheduler, a.First.String()})
 	}
 	return out
-}
-
-func firstWords(p *fleet.FirstPlacement) string {
-	if p == nil {
-		return "-"
-	}
-	var gpus []string
-	for _, c := range p.Containers {
-		for _, g := range c.GPUs {
-			gpus = append(gpus, fmt.Sprintf("GPU %d (%s GiB)", g.Index, GiB(g.MemoryMiB)))
-		}
-	}
-	return p.Node + ": " + strings.Join(gpus, ", ")
 }
 
 // Tile is one GPU tile of the mosaic, as its data attributes say.

@@ -61,7 +61,7 @@ func writeFitTable(w io.Writer, res *fleet.FitResult) error {
 			fmt.Fprintf(tw, "%s\t-\t%d\t-\tunreachable: %s\n", a.Cluster, a.Karmada, a.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", a.Cluster, a.Tessera, a.Karmada, a.Scheduler, firstWords(a.First))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", a.Cluster, a.Tessera, a.Karmada, a.Scheduler, a.First.String())
 	}
 	fmt.Fprintf(tw, "TOTAL\t%d\t%d\t\t\n", res.Tessera, res.Karmada)
 	if err := tw.Flush(); err != nil {
@@ -94,18 +94,4 @@ func resourceWords(rl corev1.ResourceList) string {
 		parts = append(parts, name+"="+q.String())
 	}
 	return strings.Join(parts, " ")
-}
-
-// firstWords says on which node and GPUs the first replica would go.
-func firstWords(p *fleet.FirstPlacement) string {
-	if p == nil {
-		return "-"
-	}
-	var gpus []string
-	for _, c := range p.Containers {
-		for _, g := range c.GPUs {
-			gpus = append(gpus, fmt.Sprintf("GPU %d (%s GiB)", g.Index, gib(g.MemoryMiB)))
-		}
-	}
-	return p.Node + ": " + strings.Join(gpus, ", ")
 }

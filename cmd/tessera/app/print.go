@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -31,17 +30,12 @@ func printData(w io.Writer, output string, v any) (ok bool, err error) {
 	return false, nil
 }
 
-// gib formats MiB as GiB, without decimals when whole.
-func gib(mib int64) string {
-	if mib%1024 == 0 {
-		return strconv.FormatInt(mib/1024, 10)
-	}
-	return strconv.FormatFloat(float64(mib)/1024, 'f', 1, 64)
-}
-
-func ratio(c fleet.Capacity) string { return fmt.Sprintf("%d/%d", c.Free, c.Total) }
-
-func gibRatio(c fleet.Capacity) string { return gib(c.Free) + "/" + gib(c.Total) }
+// Short names for the fleet's formatters, as the tables use them often.
+var (
+	gib      = fleet.GiB
+	ratio    = fleet.Ratio
+	gibRatio = fleet.GiBRatio
+)
 
 // status is a cluster's state in one word, with the data's age when the
 // member did not answer.
