@@ -7,24 +7,13 @@
 # on every interface; a policy-rc.d that forbids service starts is put in
 # place for the install (unless one already exists), so nothing is started.
 set -euo pipefail
+. "$(dirname "$0")/lib/debian-package.sh"
 
 if command -v prometheus >/dev/null 2>&1; then
   exit 0
 fi
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  if ! command -v sudo >/dev/null 2>&1; then
-    echo "install-prometheus: not root and no sudo; install Debian's prometheus package by hand" >&2
-    exit 1
-  fi
-  SUDO=(sudo)
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-prometheus: no apt-get; install Prometheus by hand (any 2.x or 3.x)" >&2
-  exit 1
-fi
-
+debian_sudo install-prometheus prometheus
 POLICY=/usr/sbin/policy-rc.d
 created_policy=false
 if [ ! -e "$POLICY" ]; then
@@ -39,16 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export DEBIAN_FRONTEND=noninteractive
-# The package lists of a fresh machine are empty: look the package up only
-# after an update.
-"${SUDO[@]}" apt-get update -qq
-# (Captured first: grep -q closing the pipe early would fail it under pipefail.)
-candidate=$(LC_ALL=C apt-cache policy prometheus | sed -n 's/^ *Candidate: //p')
-if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
-  echo "install-prometheus: Debian's package lists have no prometheus package" >&2
-  exit 1
-fi
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+install_debian_package install-prometheus prometheus
 command -v prometheus >/dev/null
 prometheus --version 2>&1 | head -n 1
