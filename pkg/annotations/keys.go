@@ -33,6 +33,9 @@ type Keys struct {
 	GPUUUIDExclude  string
 	NodePolicy      string
 	GPUPolicy       string
+	// Compat says which other scheduler's pod annotations are read beside
+	// these (hami.go); the zero value reads Tessera's only.
+	Compat Compat
 }
 
 // NewKeys derives every key from a prefix such as "tessera.io".

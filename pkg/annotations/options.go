@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -19,14 +20,39 @@ type PodOptions struct {
 // DecodePodOptions reads the pod options from a pod's annotations. List
 // values are comma-separated; blanks around items are ignored. Unknown
 // policy values are an error that names the annotation.
+//
+// Under a compatibility profile (keys.Compat) the other scheduler's keys
+// are read too, each as the Tessera key of the same meaning, and an error
+// names the key of each option Tessera does not support.
 func DecodePodOptions(keys Keys, annotations map[string]string) (PodOptions, error) {
 	var opts PodOptions
 	var err error
-	if opts.NodePolicy, err = vgpu.ParsePolicy(annotations[keys.NodePolicy]); err != nil {
-		return PodOptions{}, fmt.Errorf("annotation %s: %w", keys.NodePolicy, err)
+	// renamed maps a Tessera key to the HAMi key the pod used for it, so
+	// that an error names what the pod says.
+	var renamed map[string]string
+	if keys.Compat.HAMi {
+		if annotations, renamed, err = keys.withHAMi(annotations); err != nil {
+			return PodOptions{}, err
+		}
 	}
-	if opts.GPUPolicy, err = vgpu.ParsePolicy(annotations[keys.GPUPolicy]); err != nil {
-		return PodOptions{}, fmt.Errorf("annotation %s: %w", keys.GPUPolicy, err)
+	named := func(key string) string { return cmp.Or(renamed[key], key) }
+	policies := []struct {
+		key      string
+		fallback vgpu.Policy
+		dst      *vgpu.Policy
+	}{
+		{keys.NodePolicy, keys.Compat.NodePolicy, &opts.NodePolicy},
+		{keys.GPUPolicy, keys.Compat.GPUPolicy, &opts.GPUPolicy},
+	}
+	for _, p := range policies {
+		// An empty value is the default policy, as a missing one is.
+		raw := annotations[p.key]
+		if strings.TrimSpace(raw) == "" {
+			raw = string(p.fallback)
+		}
+		if *p.dst, err = vgpu.ParsePolicy(raw); err != nil {
+			return PodOptions{}, fmt.Errorf("annotation %s: %w", named(p.key), err)
+		}
 	}
 	lists := []struct {
 		key string
@@ -43,7 +69,7 @@ func DecodePodOptions(keys Keys, annotations map[string]string) (PodOptions, err
 			continue
 		}
 		if *l.dst, err = splitList(raw); err != nil {
-			return PodOptions{}, fmt.Errorf("annotation %s: %w", l.key, err)
+			return PodOptions{}, fmt.Errorf("annotation %s: %w", named(l.key), err)
 		}
 	}
 	return opts, nil

@@ -21,6 +21,11 @@ type Config struct {
 	Resources        ResourceNames `json:"resources"`
 	AnnotationPrefix string        `json:"annotationPrefix"`
 	Node             NodeAgent     `json:"node"`
+	// Compat names another scheduler's pod vocabulary accepted beside
+	// Tessera's own: "" or "hami" (compat.go).
+	Compat string `json:"compat"`
+	// HAMi holds HAMi's defaults, used with compat: hami only.
+	HAMi HAMiDefaults `json:"hami"`
 }
 
 // ResourceNames are the extended resources pods request.
@@ -88,6 +93,7 @@ func Default() Config {
 			Cores:  "tessera.io/vgpu-cores",
 		},
 		AnnotationPrefix: annotations.DefaultPrefix,
+		HAMi:             defaultHAMi(),
 		Node: NodeAgent{
 			SplitCount:      10,
 			MemoryScaling:   1,
@@ -132,6 +138,7 @@ func Parse(data []byte) (Config, error) {
 	if len(strictErrs) > 0 {
 		return Config{}, fmt.Errorf("decode: %w", errors.Join(strictErrs...))
 	}
+	cfg.applyProfile()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -144,5 +151,6 @@ func (c Config) Keys() annotations.Keys {
 	if err != nil {
 		panic(fmt.Sprintf("config was not validated: %v", err))
 	}
+	k.Compat = c.AnnotationCompat()
 	return k
 }

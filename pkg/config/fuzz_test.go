@@ -22,6 +22,11 @@ func FuzzParse(f *testing.F) {
 		"annotationPrefix: \"\\u0000\"",
 		"- a\n- b",
 		"&a [*a]",
+		"compat: hami",
+		"compat: hami\nhami: {defaultMemory: 4096, defaultCores: 20, gpuSchedulerPolicy: binpack}",
+		"compat: hami\nresources: {vgpu: tessera.io/vgpu, memory: nvidia.com/gpumem}",
+		"compat: HAMi\nhami: {defaultCores: 101, nodeSchedulerPolicy: fastest}",
+		"hami: {defaultMemory: 1}",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -42,6 +42,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("annotationPrefix: %w", err))
 	}
 	errs = append(errs, c.Node.validate()...)
+	errs = append(errs, c.validateCompat()...)
 	return errors.Join(errs...)
 }
 

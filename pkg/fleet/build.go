@@ -224,7 +224,10 @@ func podView(cluster string, pod *corev1.Pod, a annotations.Assignment, assigned
 	}
 	for _, c := range req.Containers {
 		pc := PodContainer{Name: c.Name, VGPUs: c.GPUs, Cores: c.CoresPerGPU * c.GPUs}
-		if !c.WholeMemory {
+		switch {
+		case c.MemoryPercent > 0 && !c.WholeMemory:
+			pc.MemoryPercent = c.MemoryPercent // resolved per GPU when placed
+		case !c.WholeMemory:
 			pc.MemoryMiB = c.MemoryMiBPerGPU * int64(c.GPUs)
 		}
 		p.Containers = append(p.Containers, pc)

@@ -126,7 +126,10 @@ type PodContainer struct {
 	// is 0 for a request of whole GPUs that is not assigned yet.
 	VGPUs     int   `json:"vgpus"`
 	MemoryMiB int64 `json:"memoryMiB"`
-	Cores     int   `json:"cores"`
+	// MemoryPercent is, for a request of a share of each GPU's memory
+	// (HAMi's gpumem-percentage) not assigned yet, that percentage.
+	MemoryPercent int `json:"memoryPercent,omitempty"`
+	Cores         int `json:"cores"`
 	// GPUs are the UUIDs of its GPUs, in the order the container sees them.
 	GPUs []string `json:"gpus,omitempty"`
 	// UsedMemoryMiB is the device memory the container's processes hold,

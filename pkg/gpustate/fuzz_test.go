@@ -56,7 +56,10 @@ func checkRequest(t *testing.T, req vgpu.PodRequest) {
 	}
 	for _, c := range req.Containers {
 		if c.GPUs <= 0 || c.GPUs > MaxGPUsPerContainer || c.MemoryMiBPerGPU < 0 ||
-			c.CoresPerGPU < 0 || c.CoresPerGPU > vgpu.FullCores || (!c.WholeMemory && c.MemoryMiBPerGPU == 0) {
+			c.CoresPerGPU < 0 || c.CoresPerGPU > vgpu.FullCores || (!c.WholeMemory && c.MemoryPercent == 0 && c.MemoryMiBPerGPU == 0) {
+			t.Fatalf("accepted an impossible container request %+v", c)
+		}
+		if err := (vgpu.PodRequest{Containers: []vgpu.ContainerRequest{c}}).Validate(); err != nil {
 			t.Fatalf("accepted an impossible container request %+v", c)
 		}
 	}

@@ -41,6 +41,7 @@ func PodRequest(pod *corev1.Pod, cfg config.Config) (vgpu.PodRequest, error) {
 	if err != nil {
 		return vgpu.PodRequest{}, fmt.Errorf("read GPU request of pod %s: %w", podName(pod), err)
 	}
+	keys.Compat = cfg.AnnotationCompat()
 	opts, err := annotations.DecodePodOptions(keys, pod.Annotations)
 	if err != nil {
 		return vgpu.PodRequest{}, fmt.Errorf("read GPU options of pod %s: %w", podName(pod), err)
@@ -51,11 +52,11 @@ func PodRequest(pod *corev1.Pod, cfg config.Config) (vgpu.PodRequest, error) {
 	containers = append(containers, pod.Spec.Containers...)
 	for i := range containers {
 		c := &containers[i]
-		amounts, err := containerAmounts(c, cfg.Resources)
+		amounts, err := containerAmounts(c, cfg)
 		if err != nil {
 			return vgpu.PodRequest{}, fmt.Errorf("read GPU request of pod %s: %w", podName(pod), err)
 		}
-		cr, asks, err := amounts.request(c.Name)
+		cr, asks, err := amounts.request(c.Name, cfg, false)
 		if err != nil {
 			return vgpu.PodRequest{}, fmt.Errorf("read GPU request of pod %s: %w", podName(pod), err)
 		}
@@ -73,11 +74,11 @@ func PodRequest(pod *corev1.Pod, cfg config.Config) (vgpu.PodRequest, error) {
 // of one GPU each could share. asksForGPUs is false when rl names no
 // Tessera resource (or names only a zero vGPU count).
 func RequestFromResources(rl corev1.ResourceList, cfg config.Config) (req vgpu.PodRequest, asksForGPUs bool, err error) {
-	amounts, err := listAmounts(rl, cfg.Resources, "")
+	amounts, err := listAmounts(rl, cfg, "")
 	if err != nil {
 		return vgpu.PodRequest{}, false, fmt.Errorf("read GPU request of replica: %w", err)
 	}
-	cr, asks, err := amounts.request(ReplicaContainerName)
+	cr, asks, err := amounts.request(ReplicaContainerName, cfg, true)
 	if err != nil {
 		return vgpu.PodRequest{}, false, fmt.Errorf("read GPU request of replica: %w", err)
 	}
@@ -94,14 +95,23 @@ func IsTesseraResource(name corev1.ResourceName, names config.ResourceNames) boo
 	return n == names.VGPU || n == names.Memory || n == names.Cores
 }
 
-// amounts are one container's Tessera resource quantities.
+// amounts are one container's Tessera resource quantities (and, under the
+// HAMi profile, HAMi's).
 type amounts struct {
 	gpus, memoryMiB, cores int64
 	gpusSet, memorySet     bool
 	coresSet               bool
+	hami                   hamiAmounts
 }
 
-func (a amounts) request(container string) (vgpu.ContainerRequest, bool, error) {
+// request turns the amounts into the fit algorithm's request. replica is
+// set for Karmada's sum over a pod's containers (RequestFromResources).
+func (a amounts) request(container string, cfg config.Config, replica bool) (vgpu.ContainerRequest, bool, error) {
+	if cfg.Compat == config.CompatHAMi && (a.hami.any() || (a.gpusSet && !a.memorySet && !a.coresSet)) {
+		// HAMi's vocabulary, or only the GPU count both vocabularies share:
+		// HAMi's meaning and defaults (hami.go).
+		return a.hamiRequest(container, cfg, replica)
+	}
 	if !a.gpusSet && !a.memorySet && !a.coresSet {
 		return vgpu.ContainerRequest{}, false, nil
 	}
@@ -128,16 +138,20 @@ func (a amounts) request(container string) (vgpu.ContainerRequest, bool, error) 
 // resources cannot be overcommitted, so Kubernetes requires request == limit
 // and defaults a missing request to the limit; the limit is read first, and
 // a request that differs from it is an error rather than a guess.
-func containerAmounts(c *corev1.Container, names config.ResourceNames) (amounts, error) {
-	fromLimits, err := listAmounts(c.Resources.Limits, names, c.Name)
+func containerAmounts(c *corev1.Container, cfg config.Config) (amounts, error) {
+	names := cfg.Resources
+	fromLimits, err := listAmounts(c.Resources.Limits, cfg, c.Name)
 	if err != nil {
 		return amounts{}, err
 	}
-	fromRequests, err := listAmounts(c.Resources.Requests, names, c.Name)
+	fromRequests, err := listAmounts(c.Resources.Requests, cfg, c.Name)
 	if err != nil {
 		return amounts{}, err
 	}
 	var merged amounts
+	if merged.hami, err = mergeHAMi(c.Name, fromLimits.hami, fromRequests.hami); err != nil {
+		return amounts{}, err
+	}
 	if merged.gpus, merged.gpusSet, err = mergeLimit(c.Name, names.VGPU,
 		fromLimits.gpus, fromLimits.gpusSet, fromRequests.gpus, fromRequests.gpusSet); err != nil {
 		return amounts{}, err
@@ -165,7 +179,8 @@ func mergeLimit(container, name string, limit int64, limitSet bool, request int6
 
 // listAmounts reads the Tessera quantities of one resource list. Each must
 // be a whole, non-negative number (vGPUs, MiB, percent).
-func listAmounts(rl corev1.ResourceList, names config.ResourceNames, container string) (amounts, error) {
+func listAmounts(rl corev1.ResourceList, cfg config.Config, container string) (amounts, error) {
+	names := cfg.Resources
 	var a amounts
 	read := func(name string, dst *int64, set *bool) error {
 		q, ok := rl[corev1.ResourceName(name)]
@@ -190,6 +205,13 @@ func listAmounts(rl corev1.ResourceList, names config.ResourceNames, container s
 	}
 	if err := read(names.Cores, &a.cores, &a.coresSet); err != nil {
 		return amounts{}, err
+	}
+	if cfg.Compat == config.CompatHAMi {
+		for _, q := range a.hami.quantities() {
+			if err := read(q.name, &q.slot.v, &q.slot.set); err != nil {
+				return amounts{}, err
+			}
+		}
 	}
 	return a, nil
 }

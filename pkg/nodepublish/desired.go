@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
+	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -17,8 +18,11 @@ type desiredState struct {
 	inventory string
 	memory    resource.Quantity
 	cores     resource.Quantity
-	gpus      int
-	healthy   int
+	// percent is 100 per healthy GPU: HAMi's gpumem-percentage, published
+	// under the HAMi profile only.
+	percent resource.Quantity
+	gpus    int
+	healthy int
 }
 
 // computeDesired derives the annotation and the extended resources from the
@@ -63,6 +67,7 @@ func computeDesired(gpus []vgpu.GPU) (desiredState, error) {
 		inventory: inv,
 		memory:    *resource.NewQuantity(memMiB, resource.DecimalSI),
 		cores:     *resource.NewQuantity(cores, resource.DecimalSI),
+		percent:   *resource.NewQuantity(int64(healthy)*100, resource.DecimalSI),
 		gpus:      len(sorted),
 		healthy:   healthy,
 	}, nil
@@ -73,6 +78,19 @@ type names struct {
 	inventoryKey string
 	memory       corev1.ResourceName
 	cores        corev1.ResourceName
+	// hami also publishes HAMi's memory, cores and memory-percentage
+	// resources: kube-scheduler and Karmada's general estimator refuse a pod
+	// that asks for a resource no node has, so HAMi's pods need them.
+	hami bool
+}
+
+// resources are the extended resources the Node should carry.
+func (n names) resources(d desiredState) map[corev1.ResourceName]resource.Quantity {
+	out := map[corev1.ResourceName]resource.Quantity{n.memory: d.memory, n.cores: d.cores}
+	if n.hami {
+		out[config.HAMiMemory], out[config.HAMiCores], out[config.HAMiMemoryPercent] = d.memory, d.cores, d.percent
+	}
+	return out
 }
 
 // annotationCurrent reports whether the node already carries the inventory.
@@ -85,7 +103,7 @@ func (n names) annotationCurrent(node *corev1.Node, d desiredState) bool {
 // desired memory and cores.
 func (n names) resourcesCurrent(node *corev1.Node, d desiredState) bool {
 	for _, list := range []corev1.ResourceList{node.Status.Capacity, node.Status.Allocatable} {
-		for name, want := range map[corev1.ResourceName]resource.Quantity{n.memory: d.memory, n.cores: d.cores} {
+		for name, want := range n.resources(d) {
 			got, ok := list[name]
 			if !ok || got.Cmp(want) != 0 {
 				return false
@@ -116,7 +134,10 @@ func (n names) annotationPatch(d desiredState) ([]byte, error) {
 // cluster, a virtual node) never copies capacity into allocatable, and
 // kube-scheduler and Karmada read allocatable.
 func (n names) resourcesPatch(d desiredState) ([]byte, error) {
-	list := map[corev1.ResourceName]string{n.memory: d.memory.String(), n.cores: d.cores.String()}
+	list := map[corev1.ResourceName]string{}
+	for name, q := range n.resources(d) {
+		list[name] = q.String()
+	}
 	patch := map[string]any{"status": map[string]any{"capacity": list, "allocatable": list}}
 	b, err := json.Marshal(patch)
 	if err != nil {

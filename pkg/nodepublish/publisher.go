@@ -117,6 +117,8 @@ func New(opts Options, devices DeviceSource, client kubernetes.Interface, record
 			inventoryKey: opts.Keys.Inventory,
 			memory:       corev1.ResourceName(opts.Resources.Memory),
 			cores:        corev1.ResourceName(opts.Resources.Cores),
+			// The keys carry the compatibility profile (config.Keys).
+			hami: opts.Keys.Compat.HAMi,
 		},
 		devices:  devices,
 		client:   client,

@@ -58,6 +58,7 @@ func fuzzCase(data []byte) ([]DeviceState, PodRequest) {
 		req.Containers = append(req.Containers, ContainerRequest{
 			Name: fmt.Sprintf("c%d", i), GPUs: b.next(4), MemoryMiBPerGPU: int64(b.next(5)) * 500,
 			WholeMemory: b.next(4) == 0, CoresPerGPU: b.next(5) * 25,
+			MemoryPercent: []int{0, 0, 0, 30, 50, 100}[b.next(6)], // 100 is invalid: WholeMemory's job
 		})
 	}
 	if b.next(3) == 0 {

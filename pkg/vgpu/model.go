@@ -69,6 +69,11 @@ type ContainerRequest struct {
 	// WholeMemory is set when the container asked for GPUs without memory: it
 	// then gets the whole memory of each GPU, so only an untouched GPU fits.
 	WholeMemory bool
+	// MemoryPercent (1..99), when set, is the memory share as a percentage of
+	// each GPU's memory (HAMi's gpumem-percentage): the share differs from GPU
+	// to GPU, so it is resolved per GPU, as WholeMemory is (which is 100%).
+	// MemoryMiBPerGPU is then ignored.
+	MemoryPercent int
 	// CoresPerGPU is the core share on each GPU; 0 means no core cap, and
 	// then the container takes no core capacity.
 	CoresPerGPU int
@@ -103,12 +108,12 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // Demand is what a container takes from one particular GPU.
 func (c ContainerRequest) Demand(g GPU) Usage {
-	mem := c.MemoryMiBPerGPU
-	if c.WholeMemory {
-		mem = g.MemoryMiB
-	}
-	return Usage{Slots: 1, MemoryMiB: mem, Cores: c.CoresPerGPU}
+	return demandOf(c).usage(g.MemoryMiB)
 }
+
+// PercentOf is a percentage of a GPU's memory in MiB, rounded down as HAMi
+// rounds it, so that a pod moved from HAMi gets the very limit it had there.
+func PercentOf(memoryMiB int64, percent int) int64 { return memoryMiB * int64(percent) / 100 }
 
 // Policy orders candidate GPUs or nodes.
 type Policy string

@@ -150,7 +150,7 @@ func compareHardness(a, b ContainerRequest) int {
 		}
 		return 1
 	}
-	return cmp.Or(cmp.Compare(b.MemoryMiBPerGPU, a.MemoryMiBPerGPU), cmp.Compare(b.CoresPerGPU, a.CoresPerGPU))
+	return cmp.Or(cmp.Compare(b.MemoryPercent, a.MemoryPercent), cmp.Compare(b.MemoryMiBPerGPU, a.MemoryMiBPerGPU), cmp.Compare(b.CoresPerGPU, a.CoresPerGPU))
 }
 
 func buildPlacement(devices []DeviceState, req *PodRequest, chosen [][]int) Placement {

@@ -3,6 +3,7 @@ package vgpu
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"reflect"
@@ -25,6 +26,19 @@ func bruteForceMax(devices []DeviceState, req PodRequest, limit int) int {
 		}
 	}
 	return limit
+}
+
+// refMem is the memory a container takes from a GPU of memCap MiB, written
+// out independently of the fit code: the whole memory, HAMi's percentage
+// rounded down, or the fixed share.
+func refMem(c ContainerRequest, memCap int64) int64 {
+	switch {
+	case c.WholeMemory:
+		return memCap
+	case c.MemoryPercent > 0:
+		return int64(math.Floor(float64(memCap) * float64(c.MemoryPercent) / 100))
+	}
+	return c.MemoryMiBPerGPU
 }
 
 func bruteForceFits(devices []DeviceState, req PodRequest, copies int) bool {
@@ -64,10 +78,7 @@ func bruteForceFits(devices []DeviceState, req PodRequest, copies int) bool {
 					continue
 				}
 				d := devices[g]
-				mem := c.MemoryMiBPerGPU
-				if c.WholeMemory {
-					mem = d.MemoryMiB
-				}
+				mem := refMem(c, d.MemoryMiB)
 				free := d.Free()
 				after := added[g].Add(Usage{Slots: 1, MemoryMiB: mem, Cores: c.CoresPerGPU})
 				ok = d.Healthy && req.Selector.Allows(d.GPU) && mem > 0 &&
@@ -78,10 +89,7 @@ func bruteForceFits(devices []DeviceState, req PodRequest, copies int) bool {
 			}
 			for g := range n {
 				if mask&(1<<g) != 0 {
-					mem := c.MemoryMiBPerGPU
-					if c.WholeMemory {
-						mem = devices[g].MemoryMiB
-					}
+					mem := refMem(c, devices[g].MemoryMiB)
 					added[g] = added[g].Add(Usage{Slots: 1, MemoryMiB: mem, Cores: c.CoresPerGPU})
 				}
 			}
@@ -89,10 +97,7 @@ func bruteForceFits(devices []DeviceState, req PodRequest, copies int) bool {
 			found := try(i + 1)
 			for g := range n {
 				if mask&(1<<g) != 0 {
-					mem := c.MemoryMiBPerGPU
-					if c.WholeMemory {
-						mem = devices[g].MemoryMiB
-					}
+					mem := refMem(c, devices[g].MemoryMiB)
 					added[g] = added[g].sub(Usage{Slots: 1, MemoryMiB: mem, Cores: c.CoresPerGPU})
 				}
 			}
@@ -149,13 +154,21 @@ func randomRequest(rng *rand.Rand, gpus int) PodRequest {
 			CoresPerGPU:     []int{0, 0, 10, 25, 50, 100}[rng.IntN(6)],
 		}
 	}
-	shared := randomDemand()
+	// A memory percentage (HAMi's gpumem-percentage) makes the share differ
+	// between GPUs of different sizes, as WholeMemory does.
+	withPercent := func(c ContainerRequest) ContainerRequest {
+		if !c.WholeMemory && rng.IntN(6) == 0 {
+			c.MemoryPercent = []int{1, 10, 25, 33, 50, 99}[rng.IntN(6)]
+		}
+		return c
+	}
+	shared := withPercent(randomDemand())
 	uniform := rng.IntN(3) == 0
 	var req PodRequest
 	for i := range 1 + rng.IntN(3) {
 		c := shared
 		if !uniform {
-			c = randomDemand()
+			c = withPercent(randomDemand())
 		}
 		c.Name = fmt.Sprintf("c%d", i)
 		c.GPUs = 1 + rng.IntN(min(gpus, 3))
@@ -302,10 +315,7 @@ func checkPlacement(t *testing.T, name string, devices []DeviceState, req PodReq
 				t.Fatalf("%s: placement %+v: container %s's GPUs are not in index order", name, p, c.Name)
 			}
 			lastIndex = d.Index
-			wantMem := c.MemoryMiBPerGPU
-			if c.WholeMemory {
-				wantMem = d.MemoryMiB
-			}
+			wantMem := refMem(c, d.MemoryMiB)
 			if g.MemoryMiB != wantMem || g.Cores != c.CoresPerGPU {
 				t.Fatalf("%s: placement %+v: grant %+v, want %d MiB and %d%% cores", name, p, g, wantMem, c.CoresPerGPU)
 			}

@@ -221,7 +221,7 @@ func mixedUpperBound(p *packer) int64 {
 		for _, s := range t.sizes {
 			sizes = append(sizes, s)
 			perCopy.Cores += s * t.d.cores
-			if !t.d.whole {
+			if t.d.fixedMem() {
 				perCopy.MemoryMiB += int64(s) * t.d.mem
 			}
 		}

@@ -28,7 +28,9 @@ func (r PodRequest) Validate() error {
 			return fmt.Errorf("container %q asks for %d vGPUs", c.Name, c.GPUs)
 		case c.GPUs == 0:
 			continue
-		case !c.WholeMemory && c.MemoryMiBPerGPU <= 0:
+		case c.MemoryPercent < 0 || c.MemoryPercent >= 100 || (c.WholeMemory && c.MemoryPercent != 0):
+			return fmt.Errorf("container %q asks for %d%% of each GPU's memory; it must be in 1..99 (100 is WholeMemory)", c.Name, c.MemoryPercent)
+		case !c.WholeMemory && c.MemoryPercent == 0 && c.MemoryMiBPerGPU <= 0:
 			return fmt.Errorf("container %q asks for %d MiB of GPU memory per GPU; it must be positive", c.Name, c.MemoryMiBPerGPU)
 		case c.CoresPerGPU < 0 || c.CoresPerGPU > FullCores:
 			return fmt.Errorf("container %q asks for %d%% cores per GPU; it must be in 0..%d", c.Name, c.CoresPerGPU, FullCores)
@@ -38,25 +40,33 @@ func (r PodRequest) Validate() error {
 }
 
 // unitDemand is what one container takes from each of its GPUs: one slot,
-// a memory share (or the whole memory) and a core share. Containers with the
-// same unitDemand are interchangeable except for how many GPUs they use.
+// a memory share (fixed, or a percentage of each GPU's memory, the whole
+// memory being 100%) and a core share. Containers with the same unitDemand
+// are interchangeable except for how many GPUs they use.
 type unitDemand struct {
-	whole bool
-	mem   int64 // per GPU; unused when whole
+	pct   int   // percent of each GPU's memory; 0 when mem is fixed
+	mem   int64 // per GPU; unused when pct is set
 	cores int
 }
 
 func demandOf(c ContainerRequest) unitDemand {
-	if c.WholeMemory {
-		return unitDemand{whole: true, cores: c.CoresPerGPU}
+	switch {
+	case c.WholeMemory:
+		return unitDemand{pct: 100, cores: c.CoresPerGPU}
+	case c.MemoryPercent > 0:
+		return unitDemand{pct: c.MemoryPercent, cores: c.CoresPerGPU}
 	}
 	return unitDemand{mem: c.MemoryMiBPerGPU, cores: c.CoresPerGPU}
 }
 
+// fixedMem reports whether the memory share is the same on every GPU; the
+// bounds that sum memory over GPUs (search.go) hold only for those.
+func (u unitDemand) fixedMem() bool { return u.pct == 0 }
+
 // memOn is the memory the demand takes from a GPU of the given capacity.
 func (u unitDemand) memOn(memCap int64) int64 {
-	if u.whole {
-		return memCap
+	if u.pct > 0 {
+		return PercentOf(memCap, u.pct)
 	}
 	return u.mem
 }

@@ -230,7 +230,7 @@ func (p *packer) mostUsed(vectors span) Usage {
 			d := p.types[t].d
 			u.Slots += int(n)
 			u.Cores += int(n) * d.cores
-			if !d.whole {
+			if d.fixedMem() {
 				u.MemoryMiB += n * d.mem
 			}
 		}
@@ -351,7 +351,7 @@ func (p *packer) bound(g int) bool {
 		if n := p.levels[last].units - p.acc[last]; n > 0 {
 			missing.Slots += int(n)
 			missing.Cores += int(n) * typ.d.cores
-			if !typ.d.whole { // whole-memory shares differ per GPU; leave them out
+			if typ.d.fixedMem() { // percentage shares differ per GPU; leave them out
 				missing.MemoryMiB += n * typ.d.mem
 			}
 		}

@@ -158,7 +158,11 @@ func needWords(c ContainerRequest) string {
 		}
 		return b.String()
 	}
-	fmt.Fprintf(&b, "%s with %d MiB", plural(c.GPUs, "GPU", "GPUs"), c.MemoryMiBPerGPU)
+	if c.MemoryPercent > 0 {
+		fmt.Fprintf(&b, "%s with %d%% of its memory", plural(c.GPUs, "GPU", "GPUs"), c.MemoryPercent)
+	} else {
+		fmt.Fprintf(&b, "%s with %d MiB", plural(c.GPUs, "GPU", "GPUs"), c.MemoryMiBPerGPU)
+	}
 	if c.CoresPerGPU > 0 {
 		fmt.Fprintf(&b, " and %d%% cores", c.CoresPerGPU)
 	}

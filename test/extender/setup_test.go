@@ -77,10 +77,12 @@ type runningExtender struct {
 
 // startExtender runs the extender as its main would, with leader election
 // on (short lease times), and waits until it answers on port.
-func startExtender(ctx context.Context, t *testing.T, kubeconfig string, port int) *runningExtender {
+// configFile is Tessera's configuration file; empty uses the defaults.
+func startExtender(ctx context.Context, t *testing.T, kubeconfig string, port int, configFile string) *runningExtender {
 	t.Helper()
 	opts := options.New()
 	opts.Kubeconfig = kubeconfig
+	opts.ConfigFile = configFile
 	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
 	opts.MetricsBindAddress, opts.HealthBindAddress = "0", "0"
 	opts.LeaderElection.LeaseDuration = 4 * time.Second

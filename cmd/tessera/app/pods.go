@@ -63,7 +63,10 @@ func writePodsTable(w io.Writer, pods []fleet.Pod, clusters []fleet.Cluster) err
 				used = gib(*c.UsedMemoryMiB)
 			}
 			mem := gib(c.MemoryMiB)
-			if c.MemoryMiB == 0 {
+			switch {
+			case c.MemoryPercent > 0:
+				mem = fmt.Sprintf("%d%% of each", c.MemoryPercent)
+			case c.MemoryMiB == 0:
 				mem = "whole"
 			}
 			cores := "-"
