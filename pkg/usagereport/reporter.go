@@ -93,13 +93,15 @@ func (r *Reporter) Run(ctx context.Context) error {
 	ticker := time.NewTicker(r.opts.Interval)
 	defer ticker.Stop()
 	for {
-		if _, err := r.Report(ctx); err != nil && ctx.Err() == nil {
-			logger.Error(err, "GPU usage report not written", "node", r.opts.NodeName)
-		}
+		// The first report waits one interval: the node's pods are listed
+		// by then, so a fresh agent does not log a missing cache.
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		}
+		if _, err := r.Report(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(err, "GPU usage report not written", "node", r.opts.NodeName)
 		}
 	}
 }

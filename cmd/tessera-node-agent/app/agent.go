@@ -20,6 +20,7 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/gpu"
 	"github.com/tessera-gpu/tessera/pkg/nodepublish"
+	"github.com/tessera-gpu/tessera/pkg/usagereport"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -32,9 +33,12 @@ type Agent struct {
 	plugin      *deviceplugin.Plugin
 	publisher   *nodepublish.Publisher
 	broadcaster record.EventBroadcaster
-	// podInformers feed the metrics' pod lister; nil when metrics are
-	// disabled, so that no second pod watch runs for nothing.
+	// podInformers feed the pod lister of the metrics and the usage
+	// report; nil when both are disabled, so that no pod watch runs for
+	// nothing.
 	podInformers informers.SharedInformerFactory
+	// usage writes the Node's gpu-usage annotation; nil when disabled.
+	usage *usagereport.Reporter
 	health       *endpoint // nil when disabled
 	metrics      *endpoint // nil when disabled
 	// liveness answers /healthz and readiness /readyz.
@@ -92,14 +96,28 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 	if a.health, err = listenEndpoint(ctx, "health probes", opts.HealthAddr, healthHandler(a.liveness, a.readiness)); err != nil {
 		return nil, err
 	}
+	if opts.MetricsAddr == "0" && opts.UsageReportInterval == 0 {
+		return a, nil
+	}
+	src, err := newNodePods(cfg, opts.NodeName, client)
+	if err != nil {
+		return nil, fmt.Errorf("node agent on %s: %w", opts.NodeName, err)
+	}
+	a.podInformers = src.factory
 	if opts.MetricsAddr != "0" {
-		handler, factory, err := newMetricsHandler(cfg, opts.NodeName, a.tracker, client)
+		handler, err := newMetricsHandler(opts.NodeName, a.tracker, src)
 		if err != nil {
 			return nil, err
 		}
-		a.podInformers = factory
 		if a.metrics, err = listenEndpoint(ctx, "metrics", opts.MetricsAddr, handler); err != nil {
 			return nil, err
+		}
+	}
+	if opts.UsageReportInterval > 0 {
+		a.usage, err = usagereport.New(usagereport.Options{NodeName: opts.NodeName, Keys: keys, Pods: src.pods,
+			Regions: src.regions, Client: client, Interval: opts.UsageReportInterval})
+		if err != nil {
+			return nil, fmt.Errorf("node agent on %s: %w", opts.NodeName, err)
 		}
 	}
 	return a, nil
@@ -150,6 +168,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("GPU health tracker", a.tracker.Run)
 	run("device plugin", a.plugin.Run)
 	run("node publisher", a.publisher.Run)
+	if a.usage != nil {
+		run("GPU usage report", a.usage.Run)
+	}
 	if factory := a.podInformers; factory != nil {
 		// Started here, not in NewAgent, so that Shutdown joins its
 		// goroutines before Run returns.
@@ -159,7 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			// then the metrics leave allocations out (syncedPods).
 			factory.WaitForCacheSync(gctx.Done())
 			if gctx.Err() == nil {
-				logger.Info("Pods for node metrics listed", "node", a.nodeName)
+				logger.Info("Pods of the node listed", "node", a.nodeName)
 			}
 			<-gctx.Done()
 			factory.Shutdown()

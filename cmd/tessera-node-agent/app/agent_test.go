@@ -216,7 +216,7 @@ func TestNewAgentFailsOnATakenPort(t *testing.T) {
 
 func TestDisabledEndpointsHaveNoAddress(t *testing.T) {
 	s := newTestSetup(t)
-	s.opts.HealthAddr, s.opts.MetricsAddr = "0", "0"
+	s.opts.HealthAddr, s.opts.MetricsAddr, s.opts.UsageReportInterval = "0", "0", 0
 	agent, err := NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +224,35 @@ func TestDisabledEndpointsHaveNoAddress(t *testing.T) {
 	defer agent.Close()
 	if agent.HealthAddr() != "" || agent.MetricsAddr() != "" || agent.podInformers != nil {
 		t.Errorf("disabled endpoints: health %q, metrics %q, pod informers %v", agent.HealthAddr(), agent.MetricsAddr(), agent.podInformers)
+	}
+}
+
+// TestUsageReportWithoutMetrics: the gpu-usage annotation is written even
+// when /metrics is off, from the same pod informer the metrics would use.
+func TestUsageReportWithoutMetrics(t *testing.T) {
+	s := newTestSetup(t)
+	s.opts.MetricsAddr, s.opts.UsageReportInterval = "0", 20*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	agent, err := NewAgent(ctx, s.cfg, s.opts, s.client, s.lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(runCtx) }()
+	poll(t, "gpu-usage annotation", func() bool {
+		raw, ok := s.node(t).Annotations[s.cfg.Keys().Usage]
+		if !ok {
+			return false
+		}
+		_, err := annotations.DecodeUsage(raw)
+		return err == nil
+	})
+	poll(t, "agent ready", func() bool { return agent.Ready() == nil }) // a clean stop needs a started plugin
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }
 

@@ -16,11 +16,17 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/nodemetrics"
 )
 
-// newMetricsHandler builds the /metrics handler of the node: the GPUs from
-// tracker, the pods from an informer on the pods bound to the node, and
-// each container's use from the region file the device plugin made for it.
-// It returns the informer factory unstarted; Run starts it.
-func newMetricsHandler(cfg config.Config, node string, gpus nodemetrics.GPUSource, client kubernetes.Interface) (http.Handler, informers.SharedInformerFactory, error) {
+// nodePods is the node's pods with their assignments, from an informer on
+// the pods bound to the node (shared by the metrics and the usage report),
+// and the reader of each container's usage region.
+type nodePods struct {
+	factory informers.SharedInformerFactory
+	pods    nodemetrics.PodSource
+	regions nodemetrics.RegionReader
+}
+
+// newNodePods builds the pod informer, unstarted (Run starts it).
+func newNodePods(cfg config.Config, node string, client kubernetes.Interface) (*nodePods, error) {
 	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
@@ -33,31 +39,41 @@ func newMetricsHandler(cfg config.Config, node string, gpus nodemetrics.GPUSourc
 		}
 		return obj, nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("node metrics of %s: set pod informer transform: %w", node, err)
+		return nil, fmt.Errorf("pods of node %s: set pod informer transform: %w", node, err)
 	}
 	stateDir := cfg.Node.StateDir
-	collector, err := nodemetrics.New(nodemetrics.Options{
-		NodeName: node,
-		GPUs:     gpus,
-		Pods: syncedPods{
+	return &nodePods{
+		factory: factory,
+		pods: syncedPods{
 			PodSource: nodemetrics.ListerPods{Lister: pods.Lister(), Keys: cfg.Keys(), NodeName: node},
 			synced:    informer.HasSynced,
 			node:      node,
 		},
-		Regions: nodemetrics.RegionFiles(func(podUID, container string) (string, error) {
+		regions: nodemetrics.RegionFiles(func(podUID, container string) (string, error) {
 			return deviceplugin.RegionFile(stateDir, podUID, container)
 		}),
+	}, nil
+}
+
+// newMetricsHandler builds the /metrics handler of the node: the GPUs from
+// tracker, the pods and each container's use from src.
+func newMetricsHandler(node string, gpus nodemetrics.GPUSource, src *nodePods) (http.Handler, error) {
+	collector, err := nodemetrics.New(nodemetrics.Options{
+		NodeName: node,
+		GPUs:     gpus,
+		Pods:     src.pods,
+		Regions:  src.regions,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("node metrics of %s: %w", node, err)
+		return nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}
 	handler, err := nodemetrics.NewHandler(collector)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node metrics of %s: %w", node, err)
+		return nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
-	return mux, factory, nil
+	return mux, nil
 }
 
 // syncedPods refuses to list pods before the informer has listed them once:

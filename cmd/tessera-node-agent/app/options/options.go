@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -30,6 +31,10 @@ type Options struct {
 	HealthAddr string
 	// MetricsAddr serves /metrics (pkg/nodemetrics); "0" disables it.
 	MetricsAddr string
+	// UsageReportInterval is how often the containers' observed GPU use is
+	// read for the Node's gpu-usage annotation (pkg/usagereport); 0
+	// disables the report.
+	UsageReportInterval time.Duration
 
 	KubeAPIQPS   float32
 	KubeAPIBurst int
@@ -43,7 +48,8 @@ func New() *Options {
 		// runs with the host network.
 		HealthAddr: ":8080",
 		// The port the Helm chart's nodeAgent.metrics.port defaults to.
-		MetricsAddr: ":9395",
+		MetricsAddr:         ":9395",
+		UsageReportInterval: 30 * time.Second,
 		// The agent writes rarely (its Node on GPU changes, a pod
 		// annotation per allocation); the defaults leave room for bursts
 		// of allocations after a node restart.
@@ -59,6 +65,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses the in-cluster configuration.")
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "host:port serving /healthz (ok while the device plugin is registered with the kubelet) and /readyz (ok once, in addition, the Node carries the GPU inventory); \"0\" disables it.")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, "host:port serving Prometheus /metrics: per GPU and per container; \"0\" disables it.")
+	fs.DurationVar(&o.UsageReportInterval, "usage-report-interval", o.UsageReportInterval, "How often the containers' observed GPU memory is read for the Node's gpu-usage annotation (written when it changes, or every 10 minutes; what `tessera pods` shows); 0 disables it.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
 }
@@ -81,6 +88,9 @@ func (o *Options) Validate() error {
 		if err := validateListenAddr(a.flag, a.addr); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if o.UsageReportInterval < 0 {
+		errs = append(errs, fmt.Errorf("--usage-report-interval %v is negative (0 disables the report)", o.UsageReportInterval))
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
