@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -239,13 +240,35 @@ func checkFitFile(ctx context.Context, t *testing.T, e *env.Env, bin string) {
 // checkPodsCLI: `tessera pods` lists the fillers, the small pod on its GPU
 // with its limits, and the huge pod waiting.
 func checkPodsCLI(ctx context.Context, t *testing.T, e *env.Env, bin string) {
-	out, err := e.RunCLI(ctx, bin, "pods", "-o", "json")
+	var pods []fleet.Pod
+	// The node agents report observed use every 2 s here: wait for the
+	// small pod's first report.
+	err := env.Eventually(ctx, time.Minute, "the small pod's observed use to be reported", func(ctx context.Context) (bool, string, error) {
+		out, err := e.RunCLI(ctx, bin, "pods", "-o", "json")
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		pods = nil
+		if err := json.Unmarshal(out, &pods); err != nil {
+			return false, "", fmt.Errorf("decode pods: %w\n%s", err, out)
+		}
+		for _, p := range pods {
+			if p.Name == "small" && len(p.Containers) == 1 && p.Containers[0].UsedMemoryMiB != nil {
+				return true, "", nil
+			}
+		}
+		return false, "no report for small yet", nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pods []fleet.Pod
-	if err := json.Unmarshal(out, &pods); err != nil {
-		t.Fatalf("decode pods: %v\n%s", err, out)
+	table, err := e.RunCLI(ctx, bin, "pods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tessera pods:\n%s", table)
+	if !strings.Contains(string(table), env.IdleMember+": default/huge waits: ") {
+		t.Errorf("tessera pods does not say why huge waits")
 	}
 	byName := map[string]fleet.Pod{}
 	for _, p := range pods {
@@ -265,6 +288,11 @@ func checkPodsCLI(ctx context.Context, t *testing.T, e *env.Env, bin string) {
 	small := byName[env.IdleMember+"/small"]
 	if small.Node == "" || small.Waiting || len(small.Containers) != 1 || small.Containers[0].MemoryMiB != 16<<10 || small.Containers[0].Cores != 30 {
 		t.Errorf("small: %+v", small)
+	}
+	// The node agent reports observed use from the container's usage
+	// region; no CUDA process runs here, so it holds nothing yet.
+	if u := small.Containers[0].UsedMemoryMiB; u == nil || *u != 0 {
+		t.Errorf("small: observed use %v, want 0 MiB reported by its node agent", u)
 	}
 	huge := byName[env.IdleMember+"/huge"]
 	if !huge.Waiting || huge.Containers[0].MemoryMiB != 120<<10 {

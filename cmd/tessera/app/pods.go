@@ -84,6 +84,13 @@ func writePodsTable(w io.Writer, pods []fleet.Pod, clusters []fleet.Cluster) err
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, p := range pods {
+		if p.Waiting && p.Reason != "" {
+			if _, err := fmt.Fprintf(w, "%s: %s/%s waits: %s\n", p.Cluster, p.Namespace, p.Name, p.Reason); err != nil {
+				return err
+			}
+		}
+	}
 	for _, c := range clusters {
 		if !c.Reachable {
 			if _, err := fmt.Fprintf(w, "%s: unreachable: %s\n", c.Name, c.Error); err != nil {

@@ -47,6 +47,10 @@ type Node struct {
 }
 
 // Name is the Node's name.
+// usageReportInterval is how often the node agents write the gpu-usage
+// annotation here.
+const usageReportInterval = 2 * time.Second
+
 func (n *Node) Name() string { return n.name }
 
 // GPUs are the node's GPUs as the agent discovered them.
@@ -122,6 +126,9 @@ func (e *Env) startAgent(ctx context.Context, m *Member, name string, cfg config
 	// No health or metrics endpoint: nothing probes them here, and their
 	// defaults listen on every interface.
 	opts.HealthAddr, opts.MetricsAddr = "0", "0"
+	// The gpu-usage report every 2 s, so that the fleet view's observed
+	// use shows up within a test's patience (30 s in production).
+	opts.UsageReportInterval = usageReportInterval
 	if err := opts.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("node agent options of %s: %w", name, err)
 	}
