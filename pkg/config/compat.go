@@ -112,3 +112,18 @@ func (c Config) AnnotationCompat() annotations.Compat {
 	}
 	return annotations.Compat{HAMi: true, NodePolicy: c.HAMi.NodeSchedulerPolicy, GPUPolicy: c.HAMi.GPUSchedulerPolicy}
 }
+
+// PodResources are the resource names a pod may ask for under this
+// configuration: Tessera's three, and HAMi's under compat: hami. They are
+// what a kube-scheduler configuration lists as the extender's
+// managedResources (the chart's scheduler-config template lists the same).
+func (c Config) PodResources() []string {
+	names := []string{c.Resources.VGPU, c.Resources.Memory, c.Resources.Cores}
+	if c.Compat == CompatHAMi {
+		names = append(names, HAMiMemory, HAMiMemoryPercent, HAMiCores)
+		if c.Resources.VGPU != HAMiGPU {
+			names = append(names, HAMiGPU)
+		}
+	}
+	return names
+}

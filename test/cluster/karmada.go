@@ -49,10 +49,13 @@ type KarmadaOptions struct {
 // karmada-apiserver with Karmada's CRDs, karmada-aggregated-apiserver
 // (serving cluster.karmada.io through an APIService), karmada-controller-manager
 // and karmada-scheduler with the scheduler estimator enabled, all on 127.0.0.1.
-// There is no karmada-webhook: objects get no defaults or permanent-id
-// labels from it, so tests set what they need.
+// There is no karmada-webhook process: Karmada's own binding handlers run
+// in this process (webhook.go), since the controllers cannot do without the
+// permanent-id labels they add; PropagationPolicies get none, so tests set
+// that label themselves.
 type Karmada struct {
 	cp            *controlPlane
+	webhook       *bindingWebhook
 	opts          KarmadaOptions
 	client        kubernetes.Interface
 	karmadaClient karmadaclientset.Interface
@@ -119,6 +122,9 @@ func (k *Karmada) start(ctx context.Context) error {
 	}
 	k.cp.logf("%s: Karmada CRDs from %s established after %s", k.cp.name, k.opts.Paths.KarmadaCRDs, time.Since(start).Round(time.Millisecond))
 
+	if err := k.startBindingWebhook(ctx); err != nil {
+		return err
+	}
 	if err := k.startAggregatedAPIServer(ctx, karmadaBin("karmada-aggregated-apiserver")); err != nil {
 		return err
 	}
@@ -225,7 +231,12 @@ func (k *Karmada) startAggregatedAPIServer(ctx context.Context, bin string) erro
 
 // Stop ends every process and removes the directory, as Member.Stop does.
 func (k *Karmada) Stop() {
-	k.stopOnce.Do(func() { stopAndClean(k.cp, k.failed, k.opts.KeepDir, k.opts.T) })
+	k.stopOnce.Do(func() {
+		stopAndClean(k.cp, k.failed, k.opts.KeepDir, k.opts.T)
+		if err := k.webhook.stop(); err != nil {
+			k.cp.logf("%s: %v", k.cp.name, err)
+		}
+	})
 }
 
 // RESTConfig returns a new copy of the karmada-apiserver admin client configuration.

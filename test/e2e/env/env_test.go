@@ -104,12 +104,25 @@ func TestWithExtenderPort(t *testing.T) {
 // TestShippedSchedulerConfig: the file the members run exists and names
 // exactly one extender at the shipped address.
 func TestShippedSchedulerConfig(t *testing.T) {
-	got, err := memberSchedulerConfig(1234)
+	got, err := memberSchedulerConfig(1234, config.Default().PodResources())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(got, "urlPrefix: http://127.0.0.1:1234") || !strings.Contains(got, "bindVerb: bind") {
 		t.Fatalf("member scheduler configuration lacks the extender on port 1234 with bind:\n%s", got)
+	}
+	hami, err := config.Parse([]byte("compat: hami\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = memberSchedulerConfig(1234, hami.PodResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nvidia.com/gpu", "nvidia.com/gpumem", "nvidia.com/gpumem-percentage", "nvidia.com/gpucores", "tessera.io/vgpu-memory"} {
+		if !strings.Contains(got, "- name: "+name+"\n") {
+			t.Errorf("compat: hami scheduler configuration does not manage %s:\n%s", name, got)
+		}
 	}
 }
 

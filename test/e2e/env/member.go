@@ -140,7 +140,7 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 	if err != nil {
 		return m, err
 	}
-	schedConfig, err := memberSchedulerConfig(extenderPort)
+	schedConfig, err := memberSchedulerConfig(extenderPort, e.cfg.PodResources())
 	if err != nil {
 		return m, err
 	}
@@ -283,8 +283,9 @@ func (e *Env) configFile() (string, error) {
 }
 
 // memberSchedulerConfig is the shipped scheduler configuration with the
-// extender on port.
-func memberSchedulerConfig(port int) (string, error) {
+// extender on port, managing the resources pods may ask for (the shipped
+// file lists Tessera's; compat: hami adds HAMi's, as the chart does).
+func memberSchedulerConfig(port int, managed []string) (string, error) {
 	path, err := cluster.RepoFile(schedulerConfigFile)
 	if err != nil {
 		return "", err
@@ -293,7 +294,34 @@ func memberSchedulerConfig(port int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read kube-scheduler configuration: %w", err)
 	}
-	return withExtenderPort(string(data), port)
+	config, err := withExtenderPort(string(data), port)
+	if err != nil {
+		return "", err
+	}
+	return withManagedResources(config, managed)
+}
+
+// shippedManaged is the managedResources block of schedulerConfigFile.
+const shippedManaged = `    managedResources:
+      - name: tessera.io/vgpu
+        ignoredByScheduler: false
+      - name: tessera.io/vgpu-memory
+        ignoredByScheduler: false
+      - name: tessera.io/vgpu-cores
+        ignoredByScheduler: false
+`
+
+// withManagedResources makes the extender manage exactly names.
+func withManagedResources(config string, names []string) (string, error) {
+	if n := strings.Count(config, shippedManaged); n != 1 {
+		return "", fmt.Errorf("%s contains its managedResources block %d times, want exactly once", schedulerConfigFile, n)
+	}
+	var b strings.Builder
+	b.WriteString("    managedResources:\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "      - name: %s\n        ignoredByScheduler: false\n", name)
+	}
+	return strings.Replace(config, shippedManaged, b.String(), 1), nil
 }
 
 // withExtenderPort points the configuration's one extender at port.
