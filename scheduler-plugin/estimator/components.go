@@ -6,25 +6,27 @@ import (
 	"math"
 	"slices"
 
+	"google.golang.org/grpc/metadata"
+	"k8s.io/klog/v2"
+
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
+	"github.com/karmada-io/karmada/pkg/util"
 )
 
 // EstimateComponents answers MaxAvailableComponentSets: how many complete
 // sets of a multi-component workload (for example one launcher and eight
 // GPU workers) fit in the cluster.
 //
-// How exact it is:
-//   - A set with one component is exact: its replicas are independent, so
-//     the answer is the per-node exact capacity summed over matching nodes,
-//     divided by the replicas per set.
-//   - For several components, the answer is never above the tightest
-//     single-component bound (each component alone, exact), and is found by
-//     placing whole sets first-fit over the nodes, as Karmada's own
-//     SchedulingSimulator does, but placing GPUs with the extender's
-//     algorithm (vgpu.Place) on the simulated per-GPU state. Every set it
-//     counts is a real placement, so it never overcounts; first-fit can
-//     undercount when another assignment of components to nodes would fit
-//     more sets (that packing problem is NP-hard in general).
+// The answer is exact: it is the largest k for which every replica of
+// every component of k sets has a node (matching its selector, affinity and
+// tolerations) and GPUs, with all replicas on a node fitting there together
+// by their ordinary resources and by the one fit algorithm
+// (vgpu.FitTogether, vgpu.MaxReplicas). Each component alone bounds k from
+// above (exact per template); a greedy pass usually reaches that bound,
+// and otherwise an exact search over count vectors per node (setsearch.go)
+// closes the gap from first-fit's answer. Only when that search runs out of
+// its step budget is the answer a lower bound (never more than fits); that
+// is counted in a metric and logged once per workload.
 func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.ComponentEstimationContext) (int32, *framework.Result) {
 	components, err := parseComponents(estCtx.Components, p.cfg)
 	if err != nil {
@@ -38,27 +40,71 @@ func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.Compon
 		return 0, framework.AsResult(err)
 	}
 	sim := newSimulation(view)
-	if err := sim.deductAssumed(ctx, estCtx.AssumedWorkloads, p.cfg); err != nil {
+	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	// Each component alone bounds the sets exactly; for one component that
-	// bound is the answer.
-	bound := int64(math.MaxInt32)
-	for _, c := range components {
-		capacity := p.sumOverNodes(ctx, view, sim, &c.req)
-		bound = min(bound, capacity/c.replicas)
-	}
+	sets, exact := p.maxSets(ctx, sim, components)
 	if err := ctx.Err(); err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	sets := bound
-	if len(components) > 1 && bound > 0 {
-		if sets, err = sim.placeSets(ctx, components, bound); err != nil {
-			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
-		}
+	if !exact {
+		p.budgetExhausted(ctx, estCtx, components, sets)
 	}
 	if sets == 0 {
 		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough GPU or node resources for one set", Name))
 	}
 	return clampInt32(sets), framework.NewResult(framework.Success)
+}
+
+// maxSets is the number of complete sets that fit on the simulated
+// cluster, and whether it is proven exact.
+func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*component) (int64, bool) {
+	dims := newSetDims(components)
+	nodes, capacity := p.setNodes(ctx, sim, components, dims)
+	upper := int64(math.MaxInt32)
+	for c, comp := range components {
+		upper = min(upper, capacity[c]/comp.replicas)
+	}
+	if upper == 0 || len(components) == 1 {
+		return upper, true // one component: its replicas are independent
+	}
+	s := newSetSearch(ctx, components, dims, nodes, capacity, setSearchBudget)
+	return s.maxSets(upper, func(limit int64) int64 {
+		// placeSets moves each component's cursor: give it fresh ones.
+		fresh := make([]*component, len(components))
+		for i, c := range components {
+			copied := *c
+			copied.cursor = 0
+			fresh[i] = &copied
+		}
+		sets, err := sim.clone().placeSets(ctx, fresh, limit)
+		if err != nil {
+			return 0
+		}
+		return sets
+	})
+}
+
+// budgetExhausted records an answer that is a lower bound only: the
+// metric counts every one, the log names each workload once.
+func (p *Plugin) budgetExhausted(ctx context.Context, estCtx framework.ComponentEstimationContext, components []*component, sets int64) {
+	if p.budgetCounter != nil {
+		p.budgetCounter.Inc()
+	}
+	object := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if m := md.Get(string(util.ContextKeyObject)); len(m) != 0 {
+			object = m[0]
+		}
+	}
+	names := make([]string, 0, len(components))
+	for _, c := range components {
+		names = append(names, fmt.Sprintf("%s x%d", c.name, c.replicas))
+	}
+	id := fmt.Sprintf("%s/%s %v", estCtx.Namespace, object, names)
+	if !p.logOnce.first(id) {
+		return
+	}
+	klog.InfoS("Component-set search ran out of its budget; answering the best proven count, which may be below what fits",
+		"namespace", estCtx.Namespace, "object", object, "components", names, "sets", sets, "budget", setSearchBudget)
 }

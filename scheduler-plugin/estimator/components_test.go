@@ -10,6 +10,9 @@ import (
 
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
+
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 func comp(name string, replicas int32, rl corev1.ResourceList) *pb.Component {
@@ -71,6 +74,28 @@ func TestEstimateComponents(t *testing.T) {
 			want:       2, // each set: 10+40 GiB on one GPU, 10 GiB on the other; 2 sets leave 20+60 GiB
 		},
 		{
+			// Issue 18's example: first-fit put the small component on the
+			// only GPUs the large one could use (binpack prefers the fuller
+			// GPUs 0 and 1) and answered 0.
+			name: "a set fits where first-fit would block the large component",
+			cluster: cluster{
+				nodes: []*corev1.Node{gpuNode("n1", 4, nil)},
+				pods:  []*corev1.Pod{usedPod("a", "n1", 40960, 0, 0, 1), usedPod("b", "n1", 24576, 80, 2, 3)},
+			},
+			components: []*pb.Component{
+				comp("small", 1, quantities(resVGPU, "2", resMemory, "32768")),
+				comp("large", 1, quantities(resVGPU, "2", resMemory, "81920", resCores, "60")),
+			},
+			want: 1,
+		},
+		{
+			name: "a launcher without GPUs competes with the workers for the node's CPUs",
+			cluster: cluster{nodes: []*corev1.Node{tc.Node(tc.NodeSpec{Name: "n1", MilliCPU: 8000, MemoryBytes: 64 << 30, Pods: 110,
+				GPUs: []vgpu.GPU{tc.GPU("n1", 0), tc.GPU("n1", 1), tc.GPU("n1", 2), tc.GPU("n1", 3)}})}},
+			components: []*pb.Component{comp("launcher", 1, quantities("cpu", "2")), comp("worker", 2, quantities(resVGPU, "1", "cpu", "2"))},
+			want:       1, // each alone allows 2 sets; together 6 CPUs per set of 8
+		},
+		{
 			name:       "zero-replica components need nothing",
 			cluster:    cluster{nodes: []*corev1.Node{gpuNode("n1", 2, nil)}},
 			components: []*pb.Component{comp("shard", 2, shard), comp("idle", 0, worker), nil},
@@ -101,6 +126,40 @@ func TestEstimateComponents(t *testing.T) {
 			}
 			if ret.Code() != tt.wantCode || got != tt.want {
 				t.Errorf("EstimateComponents = %d (%v %v), want %d (%v)", got, ret.Code(), ret.Reasons(), tt.want, tt.wantCode)
+			}
+		})
+	}
+}
+
+// TestAssumedComponentSetsAreDeductedWhole: an in-flight set that fits only
+// when packed well is deducted whole, as the answer would place it, so the
+// same cluster has no room left for a second one.
+func TestAssumedComponentSetsAreDeductedWhole(t *testing.T) {
+	c := cluster{
+		nodes: []*corev1.Node{gpuNode("n1", 4, nil)},
+		pods:  []*corev1.Pod{usedPod("a", "n1", 40960, 0, 0, 1), usedPod("b", "n1", 24576, 80, 2, 3)},
+	}
+	set := []*pb.Component{
+		comp("small", 1, quantities(resVGPU, "2", resMemory, "32768")),
+		comp("large", 1, quantities(resVGPU, "2", resMemory, "81920", resCores, "60")),
+	}
+	tests := []struct {
+		name    string
+		assumed []*pb.AssumedWorkload
+		want    int32
+	}{
+		{name: "nothing in flight", want: 1},
+		{name: "the same set in flight", assumed: []*pb.AssumedWorkload{{Namespace: "ns", Components: set}}, want: 0},
+		// The extender places a lone small pod binpack, on GPUs 0 and 1,
+		// and so does the simulation: then the large component has no room.
+		{name: "only the small component in flight", assumed: []*pb.AssumedWorkload{{Namespace: "ns", Components: set[:1]}}, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, snapshot := setup(t, c)
+			got, ret := p.EstimateComponents(context.Background(), framework.ComponentEstimationContext{Snapshot: snapshot, Components: set, AssumedWorkloads: tt.assumed})
+			if ret.IsFailed() || got != tt.want {
+				t.Errorf("EstimateComponents = %d (%v %v), want %d", got, ret.Code(), ret.Reasons(), tt.want)
 			}
 		})
 	}

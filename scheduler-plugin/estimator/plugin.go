@@ -38,6 +38,10 @@ type Plugin struct {
 	parallelizer parallelize.Parallelizer
 	// lastAlignment is reused while the GPU snapshot and node list stay.
 	lastAlignment atomic.Pointer[alignment]
+	// budgetCounter counts component-set answers past the search budget;
+	// logOnce names each such workload in the log once.
+	budgetCounter Counter
+	logOnce       onceSet
 }
 
 var (
@@ -47,22 +51,26 @@ var (
 
 // New returns the plugin. parallelism bounds the goroutines of one estimate
 // (0 means Karmada's default).
-func New(cfg config.Config, gpus GPUStateSource, parallelism int) (*Plugin, error) {
+func New(cfg config.Config, gpus GPUStateSource, parallelism int, opts ...Option) (*Plugin, error) {
 	if gpus == nil {
 		return nil, fmt.Errorf("create %s plugin: no GPU state source", Name)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create %s plugin: %w", Name, err)
 	}
-	return &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism)}, nil
+	p := &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
 }
 
 // Factory adapts New to Karmada's registry. Karmada's NewFramework ignores
 // WithClientSet and WithParallelism (its Handle returns nil and 0), so
 // everything the plugin needs comes through this closure instead.
-func Factory(cfg config.Config, gpus GPUStateSource, parallelism int) frameworkruntime.PluginFactory {
+func Factory(cfg config.Config, gpus GPUStateSource, parallelism int, opts ...Option) frameworkruntime.PluginFactory {
 	return func(framework.Handle) (framework.Plugin, error) {
-		return New(cfg, gpus, parallelism)
+		return New(cfg, gpus, parallelism, opts...)
 	}
 }
 
@@ -87,7 +95,7 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 		// In-flight workloads the scheduler already sent here take their
 		// share first, as Karmada's noderesource plugin deducts them.
 		sim = newSimulation(view)
-		if err := sim.deductAssumed(ctx, estCtx.AssumedWorkloads, p.cfg); err != nil {
+		if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
 			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 		}
 	}

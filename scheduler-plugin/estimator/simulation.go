@@ -3,6 +3,8 @@ package estimator
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 
@@ -24,6 +26,20 @@ type simulation struct {
 func newSimulation(view *clusterView) *simulation {
 	n := len(view.nodes)
 	return &simulation{view: view, taken: make([]*taken, n), devices: make([][]vgpu.DeviceState, n), touched: make([]bool, n)}
+}
+
+// clone is an independent copy of the simulation: placing on it leaves s
+// as it was.
+func (s *simulation) clone() *simulation {
+	c := &simulation{view: s.view, taken: make([]*taken, len(s.taken)), devices: slices.Clone(s.devices), touched: slices.Clone(s.touched)}
+	for i, t := range s.taken {
+		if t != nil {
+			copied := *t
+			copied.scalars = maps.Clone(t.scalars)
+			c.taken[i] = &copied
+		}
+	}
+	return c
 }
 
 func (s *simulation) devicesOf(i int) []vgpu.DeviceState {
@@ -116,25 +132,6 @@ func (s *simulation) placeSets(ctx context.Context, components []*component, lim
 		sets++
 	}
 	return sets, nil
-}
-
-// deductAssumed places one set of every in-flight workload, so that what
-// the Karmada scheduler has already sent to this cluster but the cluster
-// has not yet bound is not offered twice.
-func (s *simulation) deductAssumed(ctx context.Context, assumed []*pb.AssumedWorkload, cfg config.Config) error {
-	for _, w := range assumed {
-		components, err := parseComponents(w.GetComponents(), cfg)
-		if err != nil {
-			return fmt.Errorf("assumed workload in namespace %q: %w", w.GetNamespace(), err)
-		}
-		if len(components) == 0 {
-			continue
-		}
-		if _, err := s.placeSets(ctx, components, 1); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // parseComponents parses the components of a set, leaving out nil and

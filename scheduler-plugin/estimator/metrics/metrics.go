@@ -36,6 +36,7 @@ type AgeSource interface {
 type Metrics struct {
 	registry        *prometheus.Registry
 	requestDuration *prometheus.HistogramVec
+	setSearchBudget prometheus.Counter
 }
 
 // New registers the metrics for one member cluster; cluster is the value of
@@ -51,9 +52,16 @@ func New(cluster string, state StateSource, age AgeSource, waiting WaitingSource
 			ConstLabels: labels,
 			Buckets:     prometheus.ExponentialBuckets(0.0001, 2, 16), // 0.1 ms to ~3.3 s
 		}, []string{"rpc", "code"}),
+		setSearchBudget: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace:   Namespace,
+			Name:        "component_set_search_budget_exhausted_total",
+			Help:        "MaxAvailableComponentSets answers whose exact search ran out of its step budget; each answered a proven lower bound, possibly below what fits.",
+			ConstLabels: labels,
+		}),
 	}
 	collectors := []prometheus.Collector{
 		m.requestDuration,
+		m.setSearchBudget,
 		newStateCollector(labels, state),
 		newClusterCollector(labels, state, waiting),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -73,6 +81,10 @@ func New(cluster string, state StateSource, age AgeSource, waiting WaitingSource
 
 // Registry is what the metrics endpoint serves.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// SetSearchBudgetExhausted is the counter the estimator plugin increments
+// when a component-set answer is a lower bound only.
+func (m *Metrics) SetSearchBudgetExhausted() prometheus.Counter { return m.setSearchBudget }
 
 // ObserveRequest records one RPC's latency.
 func (m *Metrics) ObserveRequest(rpc string, code codes.Code, d time.Duration) {

@@ -127,6 +127,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("create estimator server: %w", err)
 	}
 	s.framework, err = newFramework(cfg.Tessera, s.gpuCache, cfg.Parallelism,
+		[]estimator.Option{estimator.WithSetSearchBudgetCounter(s.metrics.SetSearchBudgetExhausted())},
 		frameworkruntime.WithClientSet(clients.Kube),
 		frameworkruntime.WithInformerFactory(factory),
 		frameworkruntime.WithParallelism(cfg.Parallelism),
@@ -152,9 +153,9 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 
 // newFramework is Karmada's estimation framework with its in-tree plugins
 // and Tessera's, reading GPU state from gpus.
-func newFramework(cfg config.Config, gpus estimator.GPUStateSource, parallelism int, opts ...frameworkruntime.Option) (framework.Framework, error) {
+func newFramework(cfg config.Config, gpus estimator.GPUStateSource, parallelism int, pluginOpts []estimator.Option, opts ...frameworkruntime.Option) (framework.Framework, error) {
 	registry := frameworkplugins.NewInTreeRegistry()
-	if err := registry.Register(estimator.Name, estimator.Factory(cfg, gpus, parallelism)); err != nil {
+	if err := registry.Register(estimator.Name, estimator.Factory(cfg, gpus, parallelism, pluginOpts...)); err != nil {
 		return nil, fmt.Errorf("register the %s plugin: %w", estimator.Name, err)
 	}
 	fw, err := frameworkruntime.NewFramework(registry, opts...)

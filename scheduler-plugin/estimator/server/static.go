@@ -56,7 +56,7 @@ func NewStatic(cfg config.Config, nodes []*corev1.Node, pods []*corev1.Pod, gpus
 	if err := cache.UpdateSnapshot(snapshot); err != nil {
 		return nil, fmt.Errorf("create static estimator: snapshot: %w", err)
 	}
-	fw, err := newFramework(cfg, fixedGPUs{gpus}, 0)
+	fw, err := newFramework(cfg, fixedGPUs{gpus}, 0, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create static estimator: %w", err)
 	}
