@@ -24,40 +24,19 @@ uint64_t sample_seed(uint64_t seed)
     return seed != 0 ? seed : 1;
 }
 
-/* delta / p = delta * 2^32 / thr, bounded by +-limit. */
-static int64_t scale(int64_t delta, uint64_t thr, int64_t limit)
+uint64_t sample_estimate(uint64_t est_ns, uint64_t observed_ns, uint64_t thr)
 {
-    if (thr == 0 || thr > SAMPLE_ALWAYS)
-        thr = SAMPLE_ALWAYS;
-    double v = (double)delta * (double)SAMPLE_ALWAYS / (double)thr;
-    if (v > (double)limit)
-        return limit;
-    if (v < -(double)limit)
-        return -limit;
-    return (int64_t)v;
-}
-
-int64_t sample_correction(uint64_t charged_ns, uint64_t actual_ns, uint64_t thr, unsigned pct)
-{
-    int64_t limit = (int64_t)pacer_wall_ns(pacer_cost_ns(UINT64_MAX), pct);
-    return scale(pacer_correction(charged_ns, actual_ns, pct), thr, limit);
-}
-
-int64_t sample_busy_ns(uint64_t charged_ns, uint64_t actual_ns, uint64_t thr)
-{
-    int64_t charged = (int64_t)pacer_cost_ns(charged_ns);
-    int64_t delta = (int64_t)pacer_cost_ns(actual_ns) - charged;
-    return charged + scale(delta, thr, (int64_t)pacer_cost_ns(UINT64_MAX));
-}
-
-int64_t sample_apply(uint64_t tat, uint64_t now, uint64_t *credit, int64_t delta)
-{
-    int64_t net = delta - (int64_t)*credit;
-    *credit = 0;
-    if (net >= 0)
-        return net;
-    uint64_t want = (uint64_t)-net, room = tat > now ? tat - now : 0;
-    uint64_t take = want < room ? want : room;
-    *credit = want - take < SAMPLE_MAX_CREDIT_NS ? want - take : SAMPLE_MAX_CREDIT_NS;
-    return -(int64_t)take;
+    /* Every launch timed: none was charged the estimate, which serves the
+     * admission only; the pacer's fast average. */
+    if (thr >= SAMPLE_ALWAYS || thr == 0 || est_ns == 0)
+        return pacer_estimate(est_ns, observed_ns);
+    if (thr < SAMPLE_ALWAYS / SAMPLE_GAIN_INV) /* below p's floor: not ours */
+        thr = SAMPLE_ALWAYS / SAMPLE_GAIN_INV;
+    /* est + (x - est) * (2^32 - thr) / (thr * GAIN_INV). Both lengths are
+     * at most pacer_cost_ns's 2 s (< 2^31), so the product stays below
+     * 2^63; thr is at least 2^32 / GAIN_INV, so the weight is below 1. */
+    int64_t diff = (int64_t)pacer_cost_ns(observed_ns) - (int64_t)pacer_cost_ns(est_ns);
+    int64_t step = diff * (int64_t)(SAMPLE_ALWAYS - thr) / (int64_t)(thr * SAMPLE_GAIN_INV);
+    int64_t est = (int64_t)pacer_cost_ns(est_ns) + step;
+    return est > 0 ? (uint64_t)est : 1;
 }

@@ -1,26 +1,41 @@
 /*
- * sample.h - which launches on a capped device are timed, and how a timed
- * launch stands for the untimed ones. Pure functions (no clock, no globals)
+ * sample.h - which launches on a capped device are timed, and how the timed
+ * ones set the charge of the others. Pure functions (no clock, no globals)
  * so that the simulation (tests/t_pacer_sim.c) runs exactly this code.
  *
- * Timing a launch costs two cuEventRecord calls and a later query, which is
- * more than the rest of a paced launch together; so each launch is timed
- * with probability p, decided by a coin flip before it is admitted, and
- * every launch is charged the running estimate (pacer_estimate). When a timed
- * launch completes, its correction (actual - charged) is divided by p: the
- * Horvitz-Thompson form of a difference estimator. Each launch had the same
- * chance p of standing for the others, so the expected sum of corrections
- * equals the sum of every launch's error, whatever the mix or order of
- * kernels (no aliasing with periodic workloads, unlike "every Nth").
+ * Timing a launch costs two cuEventRecord calls and a later query, more than
+ * the rest of a paced launch together; so each launch is timed with
+ * probability p, by a coin flip before it is admitted:
  *
  *   p = clamp(estimate / SAMPLE_SPAN_NS, 1 / SAMPLE_MIN_RATE_INV, 1)
  *
- * so launches of 500 us or more are all timed (as before sampling), and short
- * ones are timed about once per 500 us of GPU time, but at least one in 128.
- * The standard error of the charged GPU time over a window of W ns in which
- * the container got share s is about cv * sqrt((1 - p) * SPAN / (W * s)),
- * cv being the spread of (actual - estimate) relative to the mean (see
- * README.md, "Core limit").
+ * Every launch is charged the running estimate up front. A timed launch's
+ * own charge is corrected to its measured time (exact, as before sampling);
+ * an untimed launch keeps the estimate. The sample does not correct the
+ * others by (actual - charged) / p: that importance-weighted correction is
+ * unbiased but arrives in lumps up to 128 times a launch, and the pacer,
+ * which banks no idle time, turns lumps into lost entitlement (a 90% cap
+ * delivered 87.5%). Instead the sample moves the estimate, which every later
+ * launch is charged, by the weight
+ *
+ *   w = SAMPLE_GAIN * (1 - p) / p     (p < 1; at p = 1, the pacer's 1/4)
+ *
+ * so that, per launch, the estimate drifts by E[p * w * (x - est)] =
+ * SAMPLE_GAIN * (1 - p) * (mean - est). In a steady workload that drift is
+ * zero on average exactly when sum((1 - p) * (est - mean)) = 0 over the
+ * launches, which is the condition for the untimed charges plus the timed
+ * launches' measured times to equal the GPU time used. (A plain average of
+ * the samples is biased low: while it is low p is low, so it stays low for
+ * more launches; charging it undercharged a decode-like pattern by half.)
+ * One sample's error reaches the charges spread over about 1/SAMPLE_GAIN
+ * launches instead of at once, with the same total as the weighted
+ * correction, so the standard error of the GPU time charged over a window
+ * of W ns in which the container used a share s is about
+ *
+ *   cv * sqrt((1 - p) * SPAN / (W * s))      (p = estimate / SPAN >= 1/128)
+ *
+ * cv being the relative spread of the launches' lengths: 0 for kernels of
+ * one length, 3.7 for one 2 ms kernel in 32 (README.md, "Core limit").
  */
 #ifndef TESSERA_SAMPLE_H
 #define TESSERA_SAMPLE_H
@@ -29,15 +44,17 @@
 
 /* Launches at least this long (by the estimate) are all timed. */
 #define SAMPLE_SPAN_NS 500000ULL
-/* At least one launch in this many is timed, however short. Set to 1, every
- * launch is timed and sampling is off: it stays off until the simulation
- * holds its bounds with sampling on (with 128 it does not yet: see the
- * issue 14 notes in README.md, "Core limit"). */
+/* At least one launch in this many is timed, however short. 1 times every
+ * launch (sampling off). */
 #ifndef SAMPLE_MIN_RATE_INV
-#define SAMPLE_MIN_RATE_INV 1
+#define SAMPLE_MIN_RATE_INV 128
 #endif
 /* p is kept as a threshold on a 32-bit random number: p * 2^32. */
 #define SAMPLE_ALWAYS (1ULL << 32)
+/* The estimate's gain per launch when p < 1. At most p's floor, so that a
+ * sample's weight (1 - p) / p * gain stays below 1: a larger gain would
+ * clamp the weight and bring the bias back. */
+#define SAMPLE_GAIN_INV SAMPLE_MIN_RATE_INV
 
 /* Sampling threshold (p * 2^32) for launches of estimated length est_ns. */
 uint64_t sample_threshold(uint64_t est_ns);
@@ -60,27 +77,9 @@ static inline int sample_pick(uint64_t *state, uint64_t threshold)
     return (x >> 32) < threshold;
 }
 
-/* Signed change to the TAT when a launch timed with threshold thr, charged
- * charged_ns, turned out to take actual_ns: the launch's own correction
- * divided by p, bounded by what one launch may be charged (pacer_cost_ns). */
-int64_t sample_correction(uint64_t charged_ns, uint64_t actual_ns, uint64_t thr, unsigned pct);
-
-/* Most wall time a process is owed by negative corrections that could not
- * be applied yet (see sample_apply). */
-#define SAMPLE_MAX_CREDIT_NS 100000000ULL
-
-/* How much of a correction of delta wall ns to add to the TAT, which stands
- * at tat at time now. The pacer does not bank idle time (a TAT below now
- * counts as now), so a large negative correction, which sampling produces
- * when the untimed launches were overcharged, would be partly lost and
- * the container would get less than its cap. So the TAT is lowered at most
- * to now, and the rest is kept in *credit (at most SAMPLE_MAX_CREDIT_NS),
- * from which later positive corrections are paid first. */
-int64_t sample_apply(uint64_t tat, uint64_t now, uint64_t *credit, int64_t delta);
-
-/* GPU time the timed launch and those it stands for add to the observed use:
- * charged + (actual - charged) / p, bounded like sample_correction; negative
- * when the untimed launches were overcharged. */
-int64_t sample_busy_ns(uint64_t charged_ns, uint64_t actual_ns, uint64_t thr);
+/* The running estimate after a launch timed with threshold thr took
+ * observed_ns: weight (1 - p) / p * gain when p < 1 (see above), the
+ * pacer's exponential average when every launch is timed. */
+uint64_t sample_estimate(uint64_t est_ns, uint64_t observed_ns, uint64_t thr);
 
 #endif

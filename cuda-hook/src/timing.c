@@ -16,7 +16,7 @@
 /* Timed launches whose GPU time is still unknown, per device. When all are
  * outstanding at the next timed launch, the oldest is waited for: that
  * bounds how far a capped process can run ahead of its corrections. */
-#define RING_SIZE 16
+#define RING_SIZE 64
 /* Longest single sleep: the pacing word may move while we sleep (another
  * process's correction), so the decision is re-taken at least this often. */
 #define MAX_SLEEP_NS 20000000ULL
@@ -44,13 +44,12 @@ struct ring {
 };
 
 /* What every launch reads without a lock: written only under the ring lock
- * (est, thr) or by atomic exchange (unsettled). */
+ * (est, wall, thr) or once (word). */
 struct pace_dev {
     _Atomic uint64_t *word;    /* the region's pacing word, once known */
     _Atomic uint64_t est;      /* running estimate of a launch's GPU time */
     _Atomic uint64_t wall;     /* pacer_wall_ns(est, cap): its charge in wall time */
     _Atomic uint64_t thr;      /* sample_threshold(est); stored last, read first */
-    _Atomic int64_t unsettled; /* observed GPU time not yet in busy_ns (< 0: owed back) */
 };
 
 /* A thread's paced launches not yet in the region. */
@@ -89,17 +88,6 @@ static void sleep_ns(uint64_t ns)
     }
 }
 
-/* Adds observed GPU time to busy_ns, which only grows: a negative amount
- * (untimed launches were overcharged) is owed back from later ones. */
-static void settle_busy(int dev, int64_t delta)
-{
-    int64_t v = atomic_exchange(&devs[dev].unsettled, 0) + delta;
-    if (v > 0)
-        region_add_busy(&g_hook.region, dev, (uint64_t)v);
-    else if (v < 0)
-        atomic_fetch_add(&devs[dev].unsettled, v);
-}
-
 /* Moves a thread's counts into the region. */
 static void flush(struct batch *b, uint64_t now)
 {
@@ -108,7 +96,7 @@ static void flush(struct batch *b, uint64_t now)
         if (b->launches[dev] == 0)
             continue;
         region_note_launch(&g_hook.region, dev, b->launches[dev], b->last_at[dev] + to_real);
-        settle_busy(dev, (int64_t)b->charged[dev]);
+        region_add_busy(&g_hook.region, dev, b->charged[dev]);
         b->launches[dev] = 0;
         b->charged[dev] = 0;
     }
@@ -131,7 +119,6 @@ static void forget_all(void)
         for (int j = 0; j < RING_SIZE; j++)
             rings[i].e[j] = (struct ring_entry){.state = ENTRY_FREE};
         rings[i].head = rings[i].tail = 0;
-        atomic_store(&devs[i].unsettled, 0);
     }
     tb = (struct batch){.started = 0}; /* reseeded at the child's next launch */
 }
@@ -172,19 +159,20 @@ static uint64_t measured(const struct ring_entry *e)
     return (uint64_t)((double)ms * 1e6);
 }
 
-/* A timed launch's GPU time is known: it corrects the charge of the
- * launches it stands for, and moves the estimate (and with it p). */
+/* A timed launch's GPU time is known: its own charge is corrected to it,
+ * and it moves the estimate that every later launch is charged (and with
+ * it p), by the weight that keeps those charges unbiased (sample.h). */
 static void settle(int dev, const struct ring_entry *e, uint64_t actual)
 {
     struct pace_dev *d = &devs[dev];
-    correct(dev, sample_correction(e->charged, actual, e->thr, g_hook.cfg.core_pct[dev]));
-    uint64_t est = pacer_estimate(atomic_load(&d->est), actual);
+    correct(dev, pacer_correction(e->charged, actual, g_hook.cfg.core_pct[dev]));
+    uint64_t est = sample_estimate(atomic_load(&d->est), actual, e->thr);
     atomic_store(&d->est, est);
     atomic_store(&d->wall, pacer_wall_ns(est, g_hook.cfg.core_pct[dev]));
     /* Until the first settle every launch is timed (thr starts at
      * SAMPLE_ALWAYS), so wall is set before any launch can go untimed. */
     atomic_store_explicit(&d->thr, sample_threshold(est), memory_order_release);
-    settle_busy(dev, sample_busy_ns(e->charged, actual, e->thr));
+    region_add_busy(&g_hook.region, dev, pacer_cost_ns(actual));
 }
 
 /* Retires finished entries in order. */

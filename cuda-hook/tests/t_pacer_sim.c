@@ -11,8 +11,9 @@
  *   - charges every launch its running estimate through the container's
  *     shared TAT (pacer_admit), sleeping when told to (sleeps overshoot);
  *   - learns a timed launch's length only when it has finished, at its next
- *     timed launch, with +-10% measurement noise, and then corrects the TAT
- *     (sample_correction) and its estimate (pacer_estimate, sample_threshold).
+ *     timed launch, with +-10% measurement noise, and then corrects that
+ *     launch's charge (pacer_correction) and moves its estimate
+ *     (sample_estimate, sample_threshold); untimed launches keep theirs.
  * The application keeps up to `depth` launches in flight (it synchronises).
  * The checks are on the GPU time each container receives, per 10 ms bucket.
  */
@@ -22,11 +23,12 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 
 #define SIM_MAX_PROCS 12
 #define SIM_MAX_CONTS 3
 #define SIM_MAX_DEPTH 8
-#define SIM_RING 16                     /* RING_SIZE of src/timing.c */
+#define SIM_RING 64                     /* RING_SIZE of src/timing.c */
 #define SIM_LAUNCH_CPU_NS 5000ULL       /* host cost of an untimed launch */
 #define SIM_TIMED_CPU_NS 8000ULL        /* host cost of a timed one (events) */
 #define SIM_SLEEP_OVERSHOOT_NS 60000ULL /* a sleep ends this much late */
@@ -52,7 +54,7 @@ struct sim_proc {
     int cont, depth, nq, ns, picked;
     enum phase phase;
     enum workload work;
-    uint64_t est, thr, wake, rng, coin, n, credit;
+    uint64_t est, thr, wake, rng, coin, n;
     uint64_t picked_thr, charge; /* the flip's threshold, and the charge read before it */
     struct sim_kernel q[SIM_MAX_DEPTH];
     struct sim_sample s[SIM_RING];
@@ -123,10 +125,9 @@ static void poll_samples(struct sim *s, struct sim_proc *p, uint64_t now)
     while (p->ns > 0 && p->s[0].end <= now) {
         struct sim_sample *e = &p->s[0];
         uint64_t seen = observed_ns(e->dur, &p->rng);
-        int64_t delta = sample_correction(e->charged, seen, e->thr, c->pct);
-        c->tat += (uint64_t)sample_apply(c->tat, now, &p->credit, delta);
-        c->seen += sample_busy_ns(e->charged, seen, e->thr);
-        p->est = pacer_estimate(p->est, seen);
+        c->tat += (uint64_t)pacer_correction(e->charged, seen, c->pct);
+        c->seen += (int64_t)pacer_cost_ns(seen);
+        p->est = sample_estimate(p->est, seen, e->thr);
         p->thr = sample_threshold(p->est);
         memmove(&p->s[0], &p->s[1], sizeof(p->s[0]) * (size_t)(--p->ns));
     }
@@ -193,6 +194,8 @@ static void step(struct sim *s, struct sim_proc *p)
     launch(s, p, now);
 }
 
+/* Runs to SIM_END_NS, then settles the samples still outstanding, as the
+ * hook would at later launches: observed use is checked on all launches. */
 static void run(struct sim *s)
 {
     for (;;) {
@@ -201,9 +204,19 @@ static void run(struct sim *s)
             if (s->p[i].wake < next->wake)
                 next = &s->p[i];
         if (next->wake >= SIM_END_NS)
-            return;
+            break;
         step(s, next);
     }
+    for (int i = 0; i < s->np; i++)
+        poll_samples(s, &s->p[i], UINT64_MAX);
+}
+
+/* TESSERA_SIM_SEED shifts every seed, to see that the bounds are not the
+ * luck of one seed (the test itself runs the fixed ones). */
+static uint64_t seed_shift(void)
+{
+    const char *v = getenv("TESSERA_SIM_SEED");
+    return v != NULL ? strtoull(v, NULL, 10) : 0;
 }
 
 static void add_procs(struct sim *s, int cont, int n, uint64_t seed, enum workload work)
@@ -217,7 +230,7 @@ static void add_procs(struct sim *s, int cont, int n, uint64_t seed, enum worklo
         p->depth = depths[(i + cont) % 4];
         p->est = PACER_INITIAL_ESTIMATE_NS;
         p->thr = SAMPLE_ALWAYS; /* as the hook: all timed until one is known */
-        p->rng = seed * 7919 + (uint64_t)s->np * 104729 + 1;
+        p->rng = (seed + seed_shift()) * 7919 + (uint64_t)s->np * 104729 + 1;
         p->coin = sample_seed(p->rng);
         p->wake = (uint64_t)i * 1000;
     }
@@ -264,7 +277,10 @@ static void test_single_container(void)
         }
     }
     printf("     (limits 10-90%%, 1-4 processes: worst error %+.2f points)\n", worst);
-    check(worst_seen >= -3.0 && worst_seen <= 3.0, "pacer_sim_busy_ns_is_the_gpu_time",
+    /* +-5%: untimed launches add the estimate, which runs up to 5% low at
+     * 10-20% limits over other seeds (TESSERA_SIM_SEED); +-0.4% when every
+     * launch is timed. */
+    check(worst_seen >= -5.0 && worst_seen <= 5.0, "pacer_sim_busy_ns_is_the_gpu_time",
           "observed use off by %+.2f%%", worst_seen);
     printf("     (busy_ns against the GPU time received: worst %+.2f%%)\n", worst_seen);
 }
@@ -372,9 +388,16 @@ static void test_pure_functions(void)
               sample_threshold(SAMPLE_SPAN_NS / 2) == want && sample_threshold(0) == floor,
           "sample_threshold_is_clamped_p", "half span gives %llu",
           (unsigned long long)sample_threshold(SAMPLE_SPAN_NS / 2));
-    check(sample_correction(100, 300, half, 50) == 800 && sample_busy_ns(100, 300, half) == 500,
-          "sample_correction_divides_by_p", "got %lld",
-          (long long)sample_correction(100, 300, half, 50));
+    check(sample_estimate(100, 200, SAMPLE_ALWAYS) == pacer_estimate(100, 200),
+          "sample_estimate_is_the_pacers_when_all_are_timed", "got %llu",
+          (unsigned long long)sample_estimate(100, 200, SAMPLE_ALWAYS));
+    /* p = 1/2: weight (1 - p) / p / 128 = 1/128; p = 1/128: 127/128. */
+    check(sample_estimate(1000, 129000, half) == 2000 && sample_estimate(128, 256, floor) == 255 &&
+              sample_estimate(2000, 1000, half) == 1993,
+          "sample_estimate_weighs_by_one_minus_p_over_p", "got %llu, %llu, %llu",
+          (unsigned long long)sample_estimate(1000, 129000, half),
+          (unsigned long long)sample_estimate(128, 256, floor),
+          (unsigned long long)sample_estimate(2000, 1000, half));
     uint64_t st = sample_seed(1), hits = 0;
     for (int i = 0; i < 100000; i++)
         hits += (uint64_t)sample_pick(&st, SAMPLE_ALWAYS / 8);
