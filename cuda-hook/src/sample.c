@@ -3,6 +3,8 @@
 
 #include "pacer.h"
 
+#include <string.h>
+
 uint64_t sample_threshold(uint64_t est_ns)
 {
     /* est / SPAN * 2^32: below SPAN (< 2^20), est << 32 fits in 64 bits. */
@@ -22,6 +24,47 @@ uint64_t sample_seed(uint64_t seed)
     seed = (seed ^ (seed >> 27)) * 0x94d049bb133111ebULL;
     seed ^= seed >> 31;
     return seed != 0 ? seed : 1;
+}
+
+uint64_t sample_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+/* Natural logarithm of x > 0, without libm (the library links libc only):
+ * x = m * 2^e with m in [1, 2), ln m = 2 atanh((m - 1) / (m + 1)), whose
+ * series in z <= 1/3 is within 1e-13 after 13 terms. */
+static double ln(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int e = (int)((bits >> 52) & 0x7ff) - 1023;
+    bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    double m;
+    memcpy(&m, &bits, sizeof(m));
+    double z = (m - 1) / (m + 1), z2 = z * z, term = z, sum = 0;
+    for (int k = 1; k <= 25; k += 2) {
+        sum += term / k;
+        term *= z2;
+    }
+    return 2 * sum + e * 0.69314718055994530942;
+}
+
+uint64_t sample_skip(uint64_t *state, uint64_t thr)
+{
+    if (thr >= SAMPLE_ALWAYS)
+        return 0;
+    if (thr == 0)
+        thr = 1;
+    /* floor(ln U / ln(1 - p)), U uniform in (0, 1]: 53 bits of the draw. */
+    double u = (double)((sample_next(state) >> 11) + 1) / 9007199254740992.0;
+    double k = ln(u) / ln(1 - (double)thr / (double)SAMPLE_ALWAYS); /* >= 0 */
+    return k < 1e15 ? (uint64_t)k : 1000000000000000ULL;
 }
 
 uint64_t sample_estimate(uint64_t est_ns, uint64_t observed_ns, uint64_t thr)

@@ -62,20 +62,17 @@ uint64_t sample_threshold(uint64_t est_ns);
 /* A random state from any seed (never 0, which marks "not seeded"). */
 uint64_t sample_seed(uint64_t seed);
 
-/* The coin flip: advances the xorshift state, 1 when this launch is timed.
- * Inline: it is on every capped launch's path. (A bare 64-bit LCG, 5
- * instructions cheaper, was tried and rejected: its draws 32 launches apart
- * are correlated, which biased the charge of a period-32 workload by +16%
- * in tests/t_pacer_sim.c.) */
-static inline int sample_pick(uint64_t *state, uint64_t threshold)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return (x >> 32) < threshold;
-}
+/* The coin flips in advance: how many launches go untimed before the next
+ * timed one, were each launch timed with probability thr / 2^32 (geometric,
+ * from one xorshift draw). A launch then only counts down, which costs 3
+ * instructions where a flip per launch cost 15; the launches are timed as
+ * by independent flips while p holds, and a change of p takes effect at
+ * the next timed launch. */
+uint64_t sample_skip(uint64_t *state, uint64_t thr);
+
+/* One xorshift64 step (a bare LCG was tried and rejected: its draws 32
+ * apart are correlated, which biased a period-32 workload by +16%). */
+uint64_t sample_next(uint64_t *state);
 
 /* The running estimate after a launch timed with threshold thr took
  * observed_ns: weight (1 - p) / p * gain when p < 1 (see above), the

@@ -56,7 +56,11 @@ struct pace_dev {
 struct batch {
     uint64_t rng;        /* sampling state, seeded by thread_start */
     int started;         /* thread_start has run */
-    uint64_t picked_thr; /* threshold of the coin flip that chose a launch */
+    /* Launches per device still to go untimed (sample_skip; 0: the next is
+     * timed, as a thread's first is), and the threshold they were drawn at:
+     * the probability with which the next timed launch was chosen. */
+    uint32_t skip[MAX_DEV];
+    uint64_t skip_thr[MAX_DEV];
     uint64_t flushed_at; /* CLOCK_MONOTONIC */
     uint32_t launches[MAX_DEV];
     uint64_t last_at[MAX_DEV]; /* CLOCK_MONOTONIC of the last launch */
@@ -319,11 +323,9 @@ static inline __attribute__((always_inline)) int untimed(int dev, uint64_t now)
 {
     struct batch *b = &tb;
     struct pace_dev *d = &devs[dev];
-    uint64_t thr = atomic_load_explicit(&d->thr, memory_order_acquire);
-    if (__builtin_expect(sample_pick(&b->rng, thr), 0)) {
-        b->picked_thr = thr;
+    if (__builtin_expect(b->skip[dev] == 0, 0))
         return 0;
-    }
+    b->skip[dev]--;
     uint64_t est = atomic_load_explicit(&d->est, memory_order_relaxed);
     uint64_t wall = atomic_load_explicit(&d->wall, memory_order_relaxed);
     _Atomic uint64_t *word = atomic_load_explicit(&d->word, memory_order_relaxed);
@@ -345,6 +347,17 @@ int pace_launch(CUstream stream)
     return untimed(dev, clock_ns(CLOCK_MONOTONIC));
 }
 
+/* After a timed launch has settled what it could (and so moved p): how many
+ * of this thread's next launches on dev go untimed. Read with acquire, so
+ * that the estimate stored before thr is what those launches charge. */
+static void draw_skip(int dev)
+{
+    uint64_t thr = atomic_load_explicit(&devs[dev].thr, memory_order_acquire);
+    uint64_t k = sample_skip(&tb.rng, thr);
+    tb.skip[dev] = k < UINT32_MAX ? (uint32_t)k : UINT32_MAX;
+    tb.skip_thr[dev] = thr;
+}
+
 void pace_begin(CUstream stream, struct pace_ticket *t)
 {
     int dev = hook_current_dev(); /* pace_launch found it capped */
@@ -355,7 +368,9 @@ void pace_begin(CUstream stream, struct pace_ticket *t)
     *t = (struct pace_ticket){.dev = dev, .entry = -1, .stream = stream, .charged = est};
     if (!tb.started)
         thread_start(&tb, clock_ns(CLOCK_MONOTONIC));
-    begin_timed(t, tb.picked_thr);
+    /* 0: no skip was drawn on this device yet, its first launch is timed. */
+    begin_timed(t, tb.skip_thr[dev] != 0 ? tb.skip_thr[dev] : SAMPLE_ALWAYS);
+    draw_skip(dev);
     t->now = admit_wait(dev, pacer_wall_ns(est, g_hook.cfg.core_pct[dev]));
     if (t->entry >= 0)
         record_or_cancel(t, 1, 0);

@@ -5,9 +5,10 @@
  *
  * Containers of one to four processes launch kernels onto one simulated GPU
  * that runs them in submission order. Each process, like the hook in it:
- *   - flips the sampling coin for every launch (sample_pick, with the
- *     threshold of its current estimate); a chosen launch first settles its
- *     finished samples, waiting for the oldest when SIM_RING are outstanding;
+ *   - counts down the launches to go untimed (sample_skip, drawn at each
+ *     timed launch with the threshold of its estimate then); a timed launch
+ *     first settles its finished samples, waiting for the oldest when
+ *     SIM_RING are outstanding, then draws the next count;
  *   - charges every launch its running estimate through the container's
  *     shared TAT (pacer_admit), sleeping when told to (sleeps overshoot);
  *   - learns a timed launch's length only when it has finished, at its next
@@ -54,7 +55,7 @@ struct sim_proc {
     int cont, depth, nq, ns, picked;
     enum phase phase;
     enum workload work;
-    uint64_t est, thr, wake, rng, coin, n;
+    uint64_t est, thr, wake, rng, coin, n, skip, skip_thr;
     uint64_t picked_thr, charge; /* the flip's threshold, and the charge read before it */
     struct sim_kernel q[SIM_MAX_DEPTH];
     struct sim_sample s[SIM_RING];
@@ -158,13 +159,17 @@ static int choose(struct sim *s, struct sim_proc *p, uint64_t now)
         p->wake = p->q[0].end; /* the application waits for the GPU */
         return 0;
     }
-    p->picked = sample_pick(&p->coin, p->thr);
-    p->picked_thr = p->thr;
+    p->picked = p->skip == 0;
     p->charge = p->est; /* the hook reads it before settling samples */
     p->phase = ADMIT;
-    if (!p->picked)
+    if (!p->picked) {
+        p->skip--;
         return 1;
+    }
+    p->picked_thr = p->skip_thr;
     poll_samples(s, p, now);
+    p->skip = sample_skip(&p->coin, p->thr);
+    p->skip_thr = p->thr;
     if (p->ns < SIM_RING)
         return 1;
     p->phase = RING_WAIT; /* cuEventSynchronize on the oldest */
@@ -229,7 +234,7 @@ static void add_procs(struct sim *s, int cont, int n, uint64_t seed, enum worklo
         p->work = work;
         p->depth = depths[(i + cont) % 4];
         p->est = PACER_INITIAL_ESTIMATE_NS;
-        p->thr = SAMPLE_ALWAYS; /* as the hook: all timed until one is known */
+        p->thr = p->skip_thr = SAMPLE_ALWAYS; /* as the hook: the first is timed */
         p->rng = (seed + seed_shift()) * 7919 + (uint64_t)s->np * 104729 + 1;
         p->coin = sample_seed(p->rng);
         p->wake = (uint64_t)i * 1000;
@@ -398,11 +403,14 @@ static void test_pure_functions(void)
           (unsigned long long)sample_estimate(1000, 129000, half),
           (unsigned long long)sample_estimate(128, 256, floor),
           (unsigned long long)sample_estimate(2000, 1000, half));
-    uint64_t st = sample_seed(1), hits = 0;
-    for (int i = 0; i < 100000; i++)
-        hits += (uint64_t)sample_pick(&st, SAMPLE_ALWAYS / 8);
-    check(hits > 12000 && hits < 13000, "sample_pick_has_probability_p", "%llu of 100000 at 1/8",
-          (unsigned long long)hits);
+    uint64_t st = sample_seed(1), timed = 0, launches = 0;
+    while (timed < 20000) {
+        launches += sample_skip(&st, SAMPLE_ALWAYS / 8) + 1;
+        timed++;
+    }
+    check(launches > 156000 && launches < 164000 && sample_skip(&st, SAMPLE_ALWAYS) == 0,
+          "sample_skip_times_one_launch_in_1_over_p", "%llu launches for 20000 timed at 1/8",
+          (unsigned long long)launches);
 }
 
 int main(void)
