@@ -116,7 +116,7 @@ machine and an idle one.
 hook" calls the hook's exported wrapper, which ends in that same function. "added" is the
 difference. The fake driver does almost nothing, so what the hook adds looks large next to it: a
 real \`cuLaunchKernel\` or \`cuMemAlloc_v2\` costs microseconds. Without a core cap a launch wrapper
-is a single indirect jump; with a cap set each launch is bracketed by two timing events (see
+is a single indirect jump; with a cap set a sample of launches is timed by two events each (see
 cuda-hook/README.md, "Core limit").
 
 ${table}
