@@ -25,11 +25,14 @@ run() { # extra env..., then the bench arguments
 }
 
 # Instructions per call of one case and side: callgrind collects only inside
-# bench's measured(), which runs the case COUNT_N times.
-count() { # case side
-    local out=$tmp/cg.$1.$2
-    run valgrind --tool=callgrind --callgrind-out-file="$out" --collect-atstart=no \
-        --toggle-collect=measured "$build/bench/bench" count "$1" "$2" "$COUNT_N" \
+# bench's measured(), which runs the case COUNT_N times. Extra environment
+# (a core cap) comes after the side.
+count() { # case side [VAR=value...]
+    local out=$tmp/cg.$1.$2.$#
+    local c=$1 s=$2
+    shift 2
+    run "$@" valgrind --tool=callgrind --callgrind-out-file="$out" --collect-atstart=no \
+        --toggle-collect=measured "$build/bench/bench" count "$c" "$s" "$COUNT_N" \
         >/dev/null 2>"$out.log" || {
         cat "$out.log" >&2
         return 1
@@ -53,6 +56,9 @@ if [ "$counted" = yes ]; then
     for c in launch alloc_free mem_get_info; do
         echo "$c $(count "$c" direct) $(count "$c" hooked)" >>"$tmp/counts"
     done
+    # A capped launch that never waits: the pacing and timing cost alone.
+    cap=TESSERA_CORE_LIMIT_0=90
+    echo "launch_cap $(count launch direct $cap) $(count launch hooked $cap)" >>"$tmp/counts"
 fi
 
 machine=$(lscpu | grep 'Model name' | sed 's/.*: *//' | head -1)
@@ -65,7 +71,9 @@ table=$(awk '
         label["get_proc_address"] = "`cuGetProcAddress`"
         key["launch_no_cap"] = "launch"
         key["alloc_free"] = "alloc_free"; key["mem_get_info"] = "mem_get_info"
+        key["launch_cap_not_reached"] = "launch_cap"
         target["launch"] = 1; target["alloc_free"] = 250; target["mem_get_info"] = 100
+        target["launch_cap"] = 150
         print "| Call | direct (ns) | through hook (ns) | added (ns) | direct (instr) | through hook (instr) | added (instr) | target (added instr) |"
         print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     }
@@ -108,7 +116,7 @@ machine and an idle one.
 hook" calls the hook's exported wrapper, which ends in that same function. "added" is the
 difference. The fake driver does almost nothing, so what the hook adds looks large next to it: a
 real \`cuLaunchKernel\` or \`cuMemAlloc_v2\` costs microseconds. Without a core cap a launch wrapper
-is a single indirect jump; with a cap set each launch is bracketed by two timing events (see
+is a single indirect jump; with a cap set a sample of launches is timed by two events each (see
 cuda-hook/README.md, "Core limit").
 
 ${table}

@@ -7,7 +7,15 @@
 #include "hook.h"
 #include "timing.h"
 
-static void publish_fast(void);
+static void publish_slow(void);
+static atomic_int decided; /* publish_slow has run */
+
+/* Inline: every paced launch asks, and only the first one does anything. */
+static inline void publish_fast(void)
+{
+    if (__builtin_expect(!atomic_load_explicit(&decided, memory_order_relaxed), 0))
+        publish_slow();
+}
 
 typedef __typeof__(&cuLaunchKernel) launch_kernel_fn;
 typedef __typeof__(&cuLaunchKernelEx) launch_ex_fn;
@@ -20,7 +28,24 @@ static CUstream effective(CUstream s, int ptsz)
     return (ptsz && s == NULL) ? CU_STREAM_PER_THREAD : s;
 }
 
-static CUresult kernel(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+/* Each launch kind in two parts: the common case, where pacing is done
+ * before the launch and the wrapper ends in a tail call to the driver, and
+ * the launch chosen to be timed (out of line, so that the common case keeps
+ * nothing on its stack and the tail call stays possible). */
+
+static __attribute__((noinline)) CUresult
+kernel_timed(launch_kernel_fn real, CUstream ps, CUfunction f, unsigned gx, unsigned gy,
+             unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shm, CUstream s,
+             void **params, void **extra)
+{
+    struct pace_ticket t;
+    pace_begin(ps, &t);
+    CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
+    pace_end(&t, rc);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) CUresult kernel(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                        unsigned by, unsigned bz, unsigned shm, CUstream s, void **params,
                        void **extra)
 {
@@ -28,11 +53,10 @@ static CUresult kernel(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigne
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     publish_fast();
-    struct pace_ticket t;
-    pace_begin(effective(s, ptsz), &t);
-    CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
-    pace_end(&t, rc);
-    return rc;
+    if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
+        return real(f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
+    return kernel_timed(real, effective(s, ptsz), f, gx, gy, gz, bx, by, bz, shm, s, params,
+                        extra);
 }
 
 static CUresult paced_kernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
@@ -49,18 +73,26 @@ static CUresult paced_kernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsign
     return kernel(1, f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
 }
 
-static CUresult ex(int ptsz, const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
+static __attribute__((noinline)) CUresult ex_timed(launch_ex_fn real, CUstream ps,
+                                                   const CUlaunchConfig *cfg, CUfunction f,
+                                                   void **params, void **extra)
+{
+    struct pace_ticket t;
+    pace_begin(ps, &t);
+    CUresult rc = real(cfg, f, params, extra);
+    pace_end(&t, rc);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) CUresult ex(int ptsz, const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
 {
     launch_ex_fn real = ptsz ? REAL(cuLaunchKernelEx_ptsz) : REAL(cuLaunchKernelEx);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     publish_fast();
-    struct pace_ticket t = {.active = 0};
-    if (cfg != NULL)
-        pace_begin(effective(cfg->hStream, ptsz), &t);
-    CUresult rc = real(cfg, f, params, extra);
-    pace_end(&t, rc);
-    return rc;
+    if (cfg == NULL || __builtin_expect(pace_launch(effective(cfg->hStream, ptsz)), 1))
+        return real(cfg, f, params, extra);
+    return ex_timed(real, effective(cfg->hStream, ptsz), cfg, f, params, extra);
 }
 
 static CUresult paced_ex(const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
@@ -73,7 +105,18 @@ static CUresult paced_ex_ptsz(const CUlaunchConfig *cfg, CUfunction f, void **pa
     return ex(1, cfg, f, params, extra);
 }
 
-static CUresult coop(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+static __attribute__((noinline)) CUresult
+coop_timed(launch_coop_fn real, CUstream ps, CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+           unsigned bx, unsigned by, unsigned bz, unsigned shm, CUstream s, void **params)
+{
+    struct pace_ticket t;
+    pace_begin(ps, &t);
+    CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params);
+    pace_end(&t, rc);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) CUresult coop(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                      unsigned by, unsigned bz, unsigned shm, CUstream s, void **params)
 {
     launch_coop_fn real =
@@ -81,11 +124,9 @@ static CUresult coop(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned 
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     publish_fast();
-    struct pace_ticket t;
-    pace_begin(effective(s, ptsz), &t);
-    CUresult rc = real(f, gx, gy, gz, bx, by, bz, shm, s, params);
-    pace_end(&t, rc);
-    return rc;
+    if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
+        return real(f, gx, gy, gz, bx, by, bz, shm, s, params);
+    return coop_timed(real, effective(s, ptsz), f, gx, gy, gz, bx, by, bz, shm, s, params);
 }
 
 static CUresult paced_coop(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
@@ -100,17 +141,25 @@ static CUresult paced_coop_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned
     return coop(1, f, gx, gy, gz, bx, by, bz, shm, s, params);
 }
 
-static CUresult graph(int ptsz, CUgraphExec exec, CUstream s)
+static __attribute__((noinline)) CUresult graph_timed(graph_launch_fn real, CUstream ps,
+                                                      CUgraphExec exec, CUstream s)
+{
+    struct pace_ticket t;
+    pace_begin(ps, &t);
+    CUresult rc = real(exec, s);
+    pace_end(&t, rc);
+    return rc;
+}
+
+static inline __attribute__((always_inline)) CUresult graph(int ptsz, CUgraphExec exec, CUstream s)
 {
     graph_launch_fn real = ptsz ? REAL(cuGraphLaunch_ptsz) : REAL(cuGraphLaunch);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
     publish_fast();
-    struct pace_ticket t;
-    pace_begin(effective(s, ptsz), &t);
-    CUresult rc = real(exec, s);
-    pace_end(&t, rc);
-    return rc;
+    if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
+        return real(exec, s);
+    return graph_timed(real, effective(s, ptsz), exec, s);
 }
 
 static CUresult paced_graph(CUgraphExec exec, CUstream s)
@@ -139,10 +188,9 @@ static _Atomic(graph_launch_fn) go_graph = paced_graph, go_graph_ptsz = paced_gr
  * the configuration first. Done here rather than by start-up, which sits
  * in a lower layer and knows nothing of launches; it costs the first launch
  * of an uncapped process one pass through the paced path. */
-static void publish_fast(void)
+static void publish_slow(void)
 {
-    static atomic_int decided;
-    if (atomic_load_explicit(&decided, memory_order_relaxed) || atomic_exchange(&decided, 1))
+    if (atomic_exchange(&decided, 1))
         return;
     if (g_hook.cfg.enforce && g_hook.cfg.any_core_cap)
         return;

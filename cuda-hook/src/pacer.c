@@ -17,8 +17,8 @@ uint64_t pacer_wall_ns(uint64_t gpu_ns, unsigned pct)
     return pacer_cost_ns(gpu_ns) * 100 / pct;
 }
 
-struct pacer_decision pacer_admit(uint64_t tat, uint64_t now, uint64_t cost_ns, unsigned pct,
-                                  uint64_t tolerance_ns)
+struct pacer_decision pacer_admit_wall(uint64_t tat, uint64_t now, uint64_t wall_ns,
+                                       uint64_t tolerance_ns)
 {
     struct pacer_decision d = {.tat = tat, .wait_ns = 0};
     if (tat > now + tolerance_ns) {
@@ -28,8 +28,14 @@ struct pacer_decision pacer_admit(uint64_t tat, uint64_t now, uint64_t cost_ns, 
     /* An idle container does not bank entitlement beyond the tolerance:
      * the TAT never lags the present when a new launch is charged. */
     uint64_t start = tat > now ? tat : now;
-    d.tat = start + pacer_wall_ns(cost_ns, pct);
+    d.tat = start + wall_ns;
     return d;
+}
+
+struct pacer_decision pacer_admit(uint64_t tat, uint64_t now, uint64_t cost_ns, unsigned pct,
+                                  uint64_t tolerance_ns)
+{
+    return pacer_admit_wall(tat, now, pacer_wall_ns(cost_ns, pct), tolerance_ns);
 }
 
 int64_t pacer_correction(uint64_t charged_ns, uint64_t actual_ns, unsigned pct)

@@ -34,6 +34,12 @@ struct pacer_decision {
 struct pacer_decision pacer_admit(uint64_t tat, uint64_t now, uint64_t cost_ns, unsigned pct,
                                   uint64_t tolerance_ns);
 
+/* The same decision for a launch whose wall time, pacer_wall_ns(cost_ns,
+ * pct), is already known: the hook keeps it per device with the estimate,
+ * so that a launch pays no division. */
+struct pacer_decision pacer_admit_wall(uint64_t tat, uint64_t now, uint64_t wall_ns,
+                                       uint64_t tolerance_ns);
+
 /* Signed change to the TAT once a launch charged charged_ns turned out to
  * keep the GPU busy actual_ns (actual 0 refunds a launch that failed). */
 int64_t pacer_correction(uint64_t charged_ns, uint64_t actual_ns, unsigned pct);

@@ -186,12 +186,12 @@ void region_release(struct region *r, int dev, uint64_t bytes)
         atomic_fetch_add(mine, bytes - old);
 }
 
-void region_note_launch(struct region *r, int dev, uint64_t realtime_ns)
+void region_note_launch(struct region *r, int dev, uint64_t count, uint64_t realtime_ns)
 {
     if (claim(r) != 0)
         return;
     struct tessera_region_proc *me = rec_of(r, atomic_load(&r->slot));
-    atomic_fetch_add(&me->launches[dev], 1);
+    atomic_fetch_add(&me->launches[dev], count);
     atomic_store(&me->last_launch_ns[dev], realtime_ns);
 }
 

@@ -49,8 +49,8 @@ uint64_t region_used(const struct region *r, int dev);
 uint64_t region_mine(const struct region *r, int dev);
 /* Frees the records of processes that no longer exist; returns how many. */
 int region_reclaim(struct region *r);
-/* Records a paced launch on dev at realtime_ns (for metrics). */
-void region_note_launch(struct region *r, int dev, uint64_t realtime_ns);
+/* Records count paced launches on dev, the last at realtime_ns (for metrics). */
+void region_note_launch(struct region *r, int dev, uint64_t count, uint64_t realtime_ns);
 /* Adds gpu_ns of settled GPU time to this process's busy_ns on dev (for
  * metrics; the record is claimed if need be). */
 void region_add_busy(struct region *r, int dev, uint64_t gpu_ns);
