@@ -125,6 +125,27 @@ static void spin_rate(int n)
     printf("kernels_per_s %.2f\n", n / (now_s() - t));
 }
 
+__global__ void empty(void) {}
+
+// Host time of one launch of an empty kernel, launched back to back in
+// batches of 256 with a synchronisation after each batch, as a decode
+// step launches many small kernels: what the hook's launch path adds shows
+// as the difference between a capped and an uncapped run.
+static void launch_cost(int n)
+{
+    empty<<<1, 32>>>(); // the first launch pays for module loading
+    cudaDeviceSynchronize();
+    double launch = 0;
+    for (int done = 0; done < n; done += 256) {
+        double t = now_s();
+        for (int i = 0; i < 256; i++)
+            empty<<<1, 32>>>();
+        launch += now_s() - t;
+        cudaDeviceSynchronize();
+    }
+    printf("ns_per_launch %.1f\n", launch * 1e9 / n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "mem") == 0) {
@@ -133,8 +154,10 @@ int main(int argc, char **argv)
         runtime_memory(limit);
     } else if (argc == 3 && strcmp(argv[1], "spin") == 0) {
         spin_rate(atoi(argv[2]));
+    } else if (argc == 3 && strcmp(argv[1], "launch") == 0) {
+        launch_cost(atoi(argv[2]));
     } else {
-        fprintf(stderr, "usage: gpu_check mem | gpu_check spin <n>\n");
+        fprintf(stderr, "usage: gpu_check mem | gpu_check spin <n> | gpu_check launch <n>\n");
         return 2;
     }
     return failures == 0 ? 0 : 1;

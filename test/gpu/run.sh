@@ -6,7 +6,9 @@
 #   - the driver and runtime APIs report the memory limit and stop at it;
 #   - PyTorch (if importable) reports the limit and raises OutOfMemoryError;
 #   - nvidia-smi (NVML) reports the limit as the total;
-#   - a 30% core cap slows a busy kernel loop to about 30% of its uncapped rate.
+#   - a 30% core cap slows a busy kernel loop to about 30% of its uncapped rate,
+#     and caps of 10, 60 and 90% deliver their share within 5 points;
+#   - what a capped launch that does not wait adds per launch (empty kernels).
 # Prints PASS/FAIL lines and "gpu tests: N passed, M failed"; exit 1 on any
 # failure, 2 when there is no GPU or toolkit to test with.
 # Usage: test/gpu/run.sh [limit-MiB]   (default 2048)
@@ -89,6 +91,24 @@ ok=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.2 && r <= 0.4) ? 1 : 0 }')
 report "$ok" core_cap_30_percent \
     "capped/uncapped kernel rate $capped_rate/$free_rate = $ratio, want about 0.30"
 echo "(core cap 30%: $capped_rate kernels/s against $free_rate uncapped, ratio $ratio)"
+
+# Delivered share at other caps: the paced rate against the uncapped one.
+for cap in 10 60 90; do
+    rate=$(contained env TESSERA_CORE_LIMIT_0=$cap "$work/gpu_check" spin 100 | awk '/kernels_per_s/ {print $2}')
+    share=$(awk -v a="${rate:-0}" -v b="${free_rate:-0}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print 0 }')
+    ok=$(awk -v s="$share" -v c="$cap" 'BEGIN { d = s - c; if (d < 0) d = -d; print (d <= 5) ? 1 : 0 }')
+    report "$ok" "core_cap_${cap}_percent" "delivered $share% of the uncapped rate, cap $cap%"
+    echo "(core cap $cap%: delivered $share% of the uncapped rate)"
+done
+
+# What a capped launch that does not have to wait costs (issue 14): empty
+# kernels, uncapped and capped at 90% (far from reached by empty kernels).
+free_ns=$(contained "$work/gpu_check" launch 100000 | awk '/ns_per_launch/ {print $2}')
+capped_ns=$(contained env TESSERA_CORE_LIMIT_0=90 "$work/gpu_check" launch 100000 | awk '/ns_per_launch/ {print $2}')
+added=$(awk -v a="${capped_ns:-0}" -v b="${free_ns:-0}" 'BEGIN { printf "%.1f", a - b }')
+echo "(launch of an empty kernel: $free_ns ns uncapped, $capped_ns ns capped at 90%: +$added ns per launch)"
+ok=$(awk -v a="$added" 'BEGIN { print (a <= 1000) ? 1 : 0 }')
+report "$ok" capped_launch_cost "a capped launch adds $added ns (more than 1 us)"
 
 echo "gpu tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
