@@ -1,7 +1,6 @@
 package estimator
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"slices"
@@ -116,20 +115,54 @@ type setNode struct {
 	fitted  map[string]bool // answers to fits, by count vector
 }
 
-// setNodes computes every node's alone counts in parallel (the
-// per-component exact answers) and returns the nodes that can take a
-// replica of some component (those where GPU components cannot meet
-// first, otherwise in the view's order), with the sum of the alone counts
-// per component.
+// copies is how many replicas of component c the free resources hold: the
+// same answer as resourceCopies, read from the node's free vector.
+func (d *setDims) copies(c int, free []int64) int64 {
+	n := free[0] // the pod count: every replica takes one
+	for k, dc := range d.demand[c*d.width : (c+1)*d.width] {
+		if dc > 0 {
+			n = min(n, free[k]/dc)
+		}
+	}
+	return n
+}
+
+// setNodes computes, in one parallel pass over the nodes, every node's free
+// resources and its alone counts (the per-component exact answers): the free
+// resources are read once per node for all components (that reading, map
+// lookups of scalar resources, is most of a per-node answer besides the GPU
+// fit), and the GPU fit is asked only where the resources leave room. It
+// returns the nodes that can take a replica of some component (those where
+// GPU components cannot meet first, otherwise in the view's order), with
+// the sum of the alone counts per component.
 func (p *Plugin) setNodes(ctx context.Context, sim *simulation, components []*component, dims *setDims) ([]*setNode, []int64) {
-	nC, n := len(components), len(sim.view.nodes)
+	nC, n, w := len(components), len(sim.view.nodes), dims.width
 	alone := make([]int64, n*nC)
+	free := make([]int64, n*w)
+	devices := make([][]vgpu.DeviceState, n)
 	p.parallelizer.Until(ctx, n, func(i int) {
 		ni := sim.view.nodes[i]
+		row, f := alone[i*nC:(i+1)*nC], free[i*w:(i+1)*w]
+		// matches' common case, decided once for all components.
+		node := ni.Node()
+		plain := node != nil && len(node.Spec.Taints) == 0 && !node.Spec.Unschedulable
+		read := false
 		for ci, c := range components {
-			if c.req.matches(ni) {
-				alone[i*nC+ci] = sim.copiesOn(i, &c.req)
+			if !(plain && c.req.anyNode) && !c.req.matches(ni) {
+				continue
 			}
+			if !read {
+				dims.freeOn(sim, i, f)
+				read = true
+			}
+			k := dims.copies(ci, f)
+			if k > 0 && c.req.AsksForGPUs {
+				if devices[i] == nil {
+					devices[i] = sim.devicesOf(i)
+				}
+				k = min(k, int64(vgpu.MaxReplicas(devices[i], c.req.GPU)))
+			}
+			row[ci] = k
 		}
 	})
 	capacity := make([]int64, nC)
@@ -144,27 +177,33 @@ func (p *Plugin) setNodes(ctx context.Context, sim *simulation, components []*co
 			count++
 		}
 	}
-	// One slab for the nodes and one for their free resources: a large
-	// cluster would otherwise cost two allocations per node.
+	// One slab for the nodes: a large cluster would otherwise cost an
+	// allocation per node. Nodes where at most one GPU component can go
+	// come first (a stable partition): filling them needs no question about
+	// GPUs shared between components, so the greedy pass (and the search)
+	// settle most of a large cluster cheaply.
 	slab := make([]setNode, 0, count)
-	free := make([]int64, count*dims.width)
 	nodes := make([]*setNode, 0, count)
+	shared := 0
 	for i := range n {
 		row := alone[i*nC : (i+1)*nC : (i+1)*nC]
 		if !slices.ContainsFunc(row, func(a int64) bool { return a > 0 }) {
 			continue
 		}
-		k := len(slab)
-		slab = append(slab, setNode{pos: i, alone: row, free: free[k*dims.width : (k+1)*dims.width], devices: sim.devicesOf(i)})
-		dims.freeOn(sim, i, slab[k].free)
-		nodes = append(nodes, &slab[k])
+		slab = append(slab, setNode{pos: i, alone: row, free: free[i*w : (i+1)*w : (i+1)*w], devices: devices[i]})
+		if sharedGPUComponents(&slab[len(slab)-1], components) == 0 {
+			nodes = append(nodes, &slab[len(slab)-1])
+		} else {
+			shared++
+		}
 	}
-	// Nodes where at most one GPU component can go come first: filling
-	// them needs no question about GPUs shared between components, so the
-	// greedy pass (and the search) settle most of a large cluster cheaply.
-	slices.SortStableFunc(nodes, func(a, b *setNode) int {
-		return cmp.Compare(sharedGPUComponents(a, components), sharedGPUComponents(b, components))
-	})
+	if shared > 0 {
+		for k := range slab {
+			if sharedGPUComponents(&slab[k], components) != 0 {
+				nodes = append(nodes, &slab[k])
+			}
+		}
+	}
 	return nodes, capacity
 }
 
@@ -216,6 +255,12 @@ func (s *setSearch) fits(n *setNode, v []int64) bool {
 			return false
 		}
 	}
+	return s.gpusFit(n, v)
+}
+
+// gpusFit is fits without the ordinary resources, for counts already known
+// to fit in them (within room).
+func (s *setSearch) gpusFit(n *setNode, v []int64) bool {
 	gpuComponents := 0
 	for c, x := range v {
 		if x > 0 && s.components[c].req.AsksForGPUs {

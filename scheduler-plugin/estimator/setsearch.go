@@ -115,8 +115,9 @@ func (s *setSearch) greedy(k int64) (bool, int64) {
 			if hi == 0 {
 				continue
 			}
+			// hi is within room: only the GPUs can say no.
 			v[c] = hi
-			if !s.fits(n, v) {
+			if !s.gpusFit(n, v) {
 				v[c] = s.largestFitting(n, v, c, hi-1)
 			}
 			if need[c] -= v[c]; need[c] == 0 {

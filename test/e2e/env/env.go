@@ -56,7 +56,14 @@ const (
 // them on, karmada-controller-manager grades clusters by cpu and memory
 // only, and the general estimator answers 0 for any replica that asks for
 // an extended resource, so no GPU workload would ever be scheduled.
-const customizedModelingOff = "--feature-gates=CustomizedClusterResourceModeling=false"
+const customizedModelingOff = "CustomizedClusterResourceModeling=false"
+
+// featureGatesFlag is the one --feature-gates flag for Karmada's
+// controller-manager and scheduler: customizedModelingOff and the extra
+// gates, in one flag so that no later flag can drop an earlier gate.
+func featureGatesFlag(extra []string) string {
+	return "--feature-gates=" + strings.Join(append([]string{customizedModelingOff}, extra...), ",")
+}
 
 // maxSocketDir bounds the environment directory's length: unix socket
 // paths (the device plugins' and fake kubelets') must fit in 108 bytes.
@@ -76,6 +83,11 @@ type Options struct {
 	Paths cluster.Paths
 	// KarmadaSchedulerArgs are extra flags for karmada-scheduler.
 	KarmadaSchedulerArgs []string
+	// KarmadaFeatureGates are extra feature gates ("Name=true") for both
+	// karmada-controller-manager (its resource detector interprets
+	// workloads) and karmada-scheduler, for example
+	// MultiplePodTemplatesScheduling.
+	KarmadaFeatureGates []string
 	// Dir is where the environment's directory is created; os.TempDir() if empty.
 	Dir string
 	// KeepDir keeps the directory after Stop even when nothing failed.
@@ -269,7 +281,8 @@ func (e *Env) ensureBinaries(ctx context.Context) error {
 
 // startKarmada starts Karmada's control plane in the estimator mode asked for.
 func (e *Env) startKarmada(ctx context.Context) (*cluster.Karmada, error) {
-	schedulerArgs := []string{customizedModelingOff}
+	gates := featureGatesFlag(e.opts.KarmadaFeatureGates)
+	schedulerArgs := []string{gates}
 	if e.opts.Estimator == EstimatorStock {
 		// Appended after StartKarmada's own --enable-scheduler-estimator=true: the later flag wins.
 		schedulerArgs = append(schedulerArgs, "--enable-scheduler-estimator=false")
@@ -278,7 +291,7 @@ func (e *Env) startKarmada(ctx context.Context) (*cluster.Karmada, error) {
 	start := time.Now()
 	k, err := cluster.StartKarmada(ctx, cluster.KarmadaOptions{
 		Paths:                 e.opts.Paths,
-		ControllerManagerArgs: []string{customizedModelingOff},
+		ControllerManagerArgs: []string{gates},
 		SchedulerArgs:         schedulerArgs,
 		Dir:                   e.dir,
 		KeepDir:               e.opts.KeepDir,
