@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -20,7 +21,7 @@ import (
 // tracker, the pods from an informer on the pods bound to the node, and
 // each container's use from the region file the device plugin made for it.
 // It returns the informer factory unstarted; Run starts it.
-func newMetricsHandler(cfg config.Config, node string, gpus nodemetrics.GPUSource, client kubernetes.Interface) (http.Handler, informers.SharedInformerFactory, error) {
+func newMetricsHandler(cfg config.Config, node string, gpus nodemetrics.GPUSource, client kubernetes.Interface, extra ...prometheus.Collector) (http.Handler, informers.SharedInformerFactory, error) {
 	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
@@ -51,7 +52,7 @@ func newMetricsHandler(cfg config.Config, node string, gpus nodemetrics.GPUSourc
 	if err != nil {
 		return nil, nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}
-	handler, err := nodemetrics.NewHandler(collector)
+	handler, err := nodemetrics.NewHandler(collector, extra...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}
