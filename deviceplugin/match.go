@@ -44,4 +44,3 @@ func (ix *podIndex) matchLocked(r slotRequest, taken map[*assignedContainer]bool
 	}
 	return sameGPUs, haveSameGPUs
 }
-

@@ -97,8 +97,12 @@ type tuning struct {
 	// sweepInterval is how often stale region directories are removed.
 	sweepInterval time.Duration
 	// refreshTimeout bounds the List that brings the pod index up to date
-	// before a kubelet call is matched.
+	// before a kubelet call is matched, and each Get of a pod the kubelet
+	// names that the index lacks.
 	refreshTimeout time.Duration
+	// fetchInterval is how often GetPreferredAllocation reads again a pod
+	// the kubelet names that the API server did not return.
+	fetchInterval time.Duration
 	// patchTimeout bounds recording a container in the Allocated annotation.
 	patchTimeout time.Duration
 	// stopTimeout bounds a graceful stop of the gRPC server.
@@ -123,6 +127,7 @@ func defaultTuning() tuning {
 		registerBackoffMax:  30 * time.Second,
 		sweepInterval:       10 * time.Minute,
 		refreshTimeout:      5 * time.Second,
+		fetchInterval:       50 * time.Millisecond,
 		patchTimeout:        10 * time.Second,
 		stopTimeout:         5 * time.Second,
 		resolveMinPoll:      20 * time.Millisecond,

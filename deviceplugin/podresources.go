@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 )
@@ -29,7 +31,16 @@ func (c *podResourcesClient) lister() (podresourcesapi.PodResourcesListerClient,
 	if c.client != nil {
 		return c.client, nil
 	}
-	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// A restarted kubelet recreates its socket within a second or two: a
+	// short reconnect backoff (gRPC's default grows to two minutes) and
+	// calls that wait for the connection (WaitForReady, in list) make the
+	// first call after a restart wait for the kubelet instead of failing
+	// on the last failed dial.
+	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the kubelet's PodResources API at %s: %w", c.socket, err)
 	}
@@ -61,7 +72,7 @@ func (c *podResourcesClient) list(ctx context.Context, resource string) ([]kubel
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.List(ctx, &podresourcesapi.ListPodResourcesRequest{})
+	resp, err := client.List(ctx, &podresourcesapi.ListPodResourcesRequest{}, grpc.WaitForReady(true))
 	if err != nil {
 		return nil, fmt.Errorf("list pod resources from the kubelet at %s: %w", c.socket, err)
 	}

@@ -98,18 +98,32 @@ func (p *Plugin) preferFor(ctx context.Context, cr *pluginapi.ContainerPreferred
 			fmt.Sprintf("%d must-include slots exceed the allocation size %d", len(must), size)}
 	}
 
-	p.refreshPods(ctx)
-	admitting := p.kubeletAdmitting(ctx)
+	admitting, pods := p.kubeletAdmitting(ctx)
+	if admitting == nil {
+		// The kubelet cannot say which pod it admits: at least know every
+		// pod it can have seen.
+		p.refreshPods(ctx)
+	}
 	deadline := time.NewTimer(p.tune.matchWait)
 	defer deadline.Stop()
+	// Polled while a pod the kubelet names is missing from the API server's
+	// answer too (tests create pods late; a real kubelet never sees one
+	// the API server does not have).
+	retry := time.NewTicker(p.tune.fetchInterval)
+	defer retry.Stop()
 	for {
 		changed := p.index.changes()
 		if ids, who, ok := p.index.preferred(view, must, size, admitting); ok {
 			p.logger.V(2).Info("Preferring the slots assigned to the container the kubelet is admitting", "container", who, "slots", ids)
 			return ids, nil
 		}
+		if p.fetchPods(ctx, pods) {
+			continue
+		}
 		select {
 		case <-changed:
+			continue
+		case <-retry.C:
 			continue
 		case <-deadline.C:
 		case <-ctx.Done():
@@ -138,21 +152,26 @@ func (p *Plugin) preferFor(ctx context.Context, cr *pluginapi.ContainerPreferred
 // kubelet admits one pod at a time, so this names the pod of the call: a
 // pod bound later but older, which the kubelet has not seen, is not there.
 // Init containers are never listed; those of a listed pod are allowed. It
-// returns nil (no filter) when the kubelet cannot be asked.
-func (p *Plugin) kubeletAdmitting(ctx context.Context) func(*podEntry, *assignedContainer) bool {
+// returns nil (no filter) when the kubelet cannot be asked. It also returns
+// the pods with containers still to be allocated, for fetchPods.
+func (p *Plugin) kubeletAdmitting(ctx context.Context) (func(*podEntry, *assignedContainer) bool, []podName) {
 	lctx, cancel := context.WithTimeout(ctx, p.tune.podResourcesTimeout)
 	defer cancel()
 	containers, err := p.podResources.list(lctx, p.opts.ResourceName)
 	if err != nil {
 		p.logger.Error(err, "Asking the kubelet which pod it admits; preferring by age")
-		return nil
+		return nil, nil
 	}
 	pods := map[string]bool{}
 	waiting := map[string]bool{}
+	var names []podName
 	for _, kc := range containers {
 		pods[kc.namespace+"/"+kc.pod] = true
 		if len(kc.devices) == 0 {
 			waiting[kc.namespace+"/"+kc.pod+"/"+kc.container] = true
+			if n := (podName{kc.namespace, kc.pod}); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
 	}
 	return func(e *podEntry, c *assignedContainer) bool {
@@ -160,7 +179,7 @@ func (p *Plugin) kubeletAdmitting(ctx context.Context) func(*podEntry, *assigned
 			return pods[e.key()]
 		}
 		return waiting[e.key()+"/"+c.name]
-	}
+	}, names
 }
 
 // preferred finds the oldest waiting container (of those allow allows,

@@ -347,8 +347,6 @@ type observedDevice struct {
 	cores     int
 }
 
-
-
 func sameGPUSet(a, b []string) bool {
 	x, y := slices.Clone(a), slices.Clone(b)
 	slices.Sort(x)

@@ -72,7 +72,6 @@ func (p *Plugin) resolveOnce(ctx context.Context) (int, error) {
 	}
 	named := make(map[string]bool, len(snap))
 	listedPods := map[string]bool{}
-	refreshed := false
 	for _, kc := range containers {
 		listedPods[kc.namespace+"/"+kc.pod] = true
 		if len(kc.devices) == 0 {
@@ -88,10 +87,9 @@ func (p *Plugin) resolveOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		entries := p.index.byName(kc.namespace, kc.pod)
-		if len(entries) == 0 && !refreshed {
+		if len(entries) == 0 {
 			// The kubelet saw the pod before this agent's informer did.
-			p.refreshPods(ctx)
-			refreshed = true
+			p.fetchPods(ctx, []podName{{kc.namespace, kc.pod}})
 			entries = p.index.byName(kc.namespace, kc.pod)
 		}
 		entry, ok := pickEntry(entries, kc.container, a)
