@@ -205,6 +205,9 @@ func (h *harness) startPlugin(wantRegistrations int) {
 	p.tune.sweepInterval = 200 * time.Millisecond
 	p.tune.stopTimeout = 2 * time.Second
 	p.tune.resolveResync = 200 * time.Millisecond
+	// Bounds the wait of PreStartContainer for a container the kubelet
+	// never records (tests of that refusal); resolutions take milliseconds.
+	p.tune.preStartWait = 2 * time.Second
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -117,9 +117,7 @@ func runRandomCluster(t *testing.T, seed uint64) (wrong, admitted, restarts int)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// The simple clientset: the field-managed one builds a REST mapper on
-	// every patch, which was a sixth of this test's CPU.
-	client := fake.NewSimpleClientset() //nolint:staticcheck // See above.
+	client := fake.NewClientset()
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -132,6 +132,20 @@ func (k *Kubelet) startContainers(ctx context.Context, allocs []ContainerAllocat
 	return nil
 }
 
+// PreStartContainer calls the plugin's PreStartContainer with a
+// container's device IDs, as the kubelet does before it starts the
+// container (for tests that allocate and record by hand).
+func (k *Kubelet) PreStartContainer(ctx context.Context, ids []string) error {
+	client, err := k.client()
+	if err != nil {
+		return err
+	}
+	if _, err := client.PreStartContainer(ctx, &pluginapi.PreStartContainerRequest{DevicesIds: ids}); err != nil {
+		return fmt.Errorf("PreStartContainer %v: %w", ids, err)
+	}
+	return nil
+}
+
 func (k *Kubelet) admitContainer(ctx context.Context, pod *corev1.Pod, container string, n int) (ContainerAllocation, error) {
 	owner := string(pod.UID) + "/" + container
 	alloc := ContainerAllocation{Container: container}

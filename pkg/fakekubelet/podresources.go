@@ -131,6 +131,11 @@ func (k *Kubelet) PodResourcesCalls() int {
 	return k.podResourcesCalls
 }
 
+// AddPod adds a pod to the pod manager without admitting it: PodResources
+// lists it with no devices, as the kubelet does for a pod it is admitting
+// (for tests that call the plugin themselves).
+func (k *Kubelet) AddPod(pod *corev1.Pod) { k.addKnown(pod) }
+
 // addKnown adds a pod to the pod manager, as the kubelet does just before
 // it admits the pod: from then on PodResources lists it, with no devices.
 func (k *Kubelet) addKnown(pod *corev1.Pod) {
