@@ -12,6 +12,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
@@ -100,6 +101,20 @@ func (r report) pod(pod *corev1.Pod, allocs []fakekubelet.ContainerAllocation) {
 				mode = "ro"
 			}
 			fmt.Fprintf(r.out, "    mount %s <- %s (%s)\n", m.GetContainerPath(), m.GetHostPath(), mode)
+		}
+		// The limits are not in the environment: the node agent writes
+		// them once the kubelet's PodResources API names the container.
+		switch l, ok, err := deviceplugin.ContainerLimits(a.Response); {
+		case err != nil:
+			fmt.Fprintf(r.out, "    limits unreadable: %v\n", err)
+		case !ok:
+			fmt.Fprintf(r.out, "    limits not written yet\n")
+		case l.Refused != "":
+			fmt.Fprintf(r.out, "    limits refused: %s\n", l.Refused)
+		default:
+			for i, d := range l.Devices {
+				fmt.Fprintf(r.out, "    limit device %d %s: %d MiB, %d%% cores (0: no cap)\n", i, d.UUID, d.MemoryMiB, d.CorePercent)
+			}
 		}
 	}
 }
