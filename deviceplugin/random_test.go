@@ -247,6 +247,7 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 	}
 	var lateWG sync.WaitGroup
 	defer lateWG.Wait()
+	var started []admittedPod
 	for i, b := range bursts {
 		if i+1 < len(bursts) {
 			bind(bursts[i+1])
@@ -275,19 +276,38 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 				continue
 			}
 			admitted += len(allocs)
-			wrong += checkAdmitted(t, pod, allocs)
+			if w := checkAdmitted(t, pod, allocs); w > 0 {
+				wrong += w
+			} else {
+				started = append(started, admittedPod{pod, allocs})
+			}
 		}
 		if rng.IntN(15) == 0 {
 			// The kubelet restarts with running pods: the agent registers
 			// again, and every container must keep its own limits.
+			// Counted before the restart: the plugin may register
+			// again before Restart returns.
+			before := kubelet.Registrations()
 			if err := kubelet.Restart(ctx); err != nil {
 				t.Fatal(err)
 			}
-			registered = kubelet.Registrations() + 1
+			registered = before + 1
 			waitRegistered()
 		}
 	}
+	// The end: after every agent and kubelet restart, each container
+	// that started with its own limits still holds them (a resync that
+	// rewrote a limits file wrongly would show here).
+	for _, ap := range started {
+		wrong += checkAdmitted(t, ap.pod, ap.allocs)
+	}
 	return wrong, admitted, restarts
+}
+
+// admittedPod is a pod the kubelet admitted and the containers it started.
+type admittedPod struct {
+	pod    *corev1.Pod
+	allocs []fakekubelet.ContainerAllocation
 }
 
 // checkAdmitted counts the containers of pod whose GPUs or limits are not

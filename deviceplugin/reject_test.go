@@ -237,7 +237,13 @@ func TestPodDependentRefusalsComeAtResolution(t *testing.T) {
 			} else if _, ok, _ := ContainerLimits(resp); ok {
 				t.Error("limits were written for an allocation nobody holds")
 			}
-			checkEvents(t, h.events(), tc.reason, tc.pod.Name)
+			// The event follows the resolution that PreStartContainer
+			// waited for, so it may trail it a little.
+			var events []string
+			if tc.reason != "" {
+				eventually(t, "a Warning event", func() bool { events = append(events, h.events()...); return len(events) > 0 })
+			}
+			checkEvents(t, append(events, h.events()...), tc.reason, tc.pod.Name)
 		})
 	}
 }
