@@ -10,13 +10,18 @@ import (
 const goodLimits = "tessera-limits v1\nallocation 0a1b\ndevices 2\n" +
 	"device 0 GPU-aa 10240 30\ndevice 1 GPU-bb 1 0\nend\n"
 
-func TestDecodeLimits(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    Limits
-		wantErr string
-	}{
+// limitsCase is one limits file and what decoding it gives.
+type limitsCase struct {
+	name    string
+	in      string
+	want    Limits
+	wantErr string
+}
+
+// limitsCases are shared with the test that holds the C reader to the same
+// answers (limits_cgo_test.go).
+func limitsCases() []limitsCase {
+	return []limitsCase{
 		{name: "two devices", in: goodLimits, want: Limits{Allocation: "0a1b", Devices: []DeviceLimit{
 			{UUID: "GPU-aa", MemoryMiB: 10240, CorePercent: 30}, {UUID: "GPU-bb", MemoryMiB: 1}}}},
 		{name: "refused", in: "tessera-limits v1\nallocation z9\nrefused pod a/b holds GPU-x, assigned GPU-y\nend\n",
@@ -45,7 +50,10 @@ func TestDecodeLimits(t *testing.T) {
 		{name: "control in refusal", in: "tessera-limits v1\nallocation a\nrefused a\tb\nend\n", wantErr: "reason"},
 		{name: "too big", in: goodLimits + strings.Repeat("x", LimitsMaxBytes), wantErr: "bytes"},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecodeLimits(t *testing.T) {
+	for _, tt := range limitsCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecodeLimits([]byte(tt.in))
 			if tt.wantErr != "" {
