@@ -196,7 +196,12 @@ func (r *registration) Register(_ context.Context, req *pluginapi.RegisterReques
 	old := k.plugin
 	k.plugin = plugin
 	k.registrations++
-	k.devices, k.options = nil, nil
+	// Like the kubelet: the options come with the registration, so a
+	// plugin registering again (after a kubelet restart, it may do so
+	// twice) never leaves a window in which PreStartContainer is skipped;
+	// and the resource keeps its devices until the new ListAndWatch
+	// replaces them, so admissions in between still find them.
+	k.options = req.GetOptions()
 	k.notifyLocked()
 	k.wg.Go(func() { k.follow(ctx, plugin) })
 	k.mu.Unlock()
