@@ -12,7 +12,8 @@ type pluginMetrics struct {
 }
 
 func newPluginMetrics(node string) *pluginMetrics {
-	labels := prometheus.Labels{"node": node}
+	// Hostname, like every node metric of the agent (dcgm-exporter's name).
+	labels := prometheus.Labels{"Hostname": node}
 	return &pluginMetrics{
 		resolved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tessera_node_allocations_resolved_total", ConstLabels: labels,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -244,6 +245,23 @@ func TestPodDependentRefusalsComeAtResolution(t *testing.T) {
 				eventually(t, "a Warning event", func() bool { events = append(events, h.events()...); return len(events) > 0 })
 			}
 			checkEvents(t, append(events, h.events()...), tc.reason, tc.pod.Name)
+			// The metrics say the same: resolved (refusals included) or
+			// waiting, and disagreements with the assignment.
+			m := h.plugin.metrics
+			wantResolved, wantWaiting, wantDisagree := 1.0, 0.0, 0.0
+			if tc.reason == "" {
+				wantResolved, wantWaiting = 0, 1
+			}
+			if tc.reason == reasonDisagreement {
+				wantDisagree = 1
+			}
+			eventually(t, "the waiting gauge", func() bool { return testutil.ToFloat64(m.waiting) == wantWaiting })
+			if got := testutil.ToFloat64(m.resolved); got != wantResolved {
+				t.Errorf("resolved %v, want %v", got, wantResolved)
+			}
+			if got := testutil.ToFloat64(m.disagreements); got != wantDisagree {
+				t.Errorf("disagreements %v, want %v", got, wantDisagree)
+			}
 		})
 	}
 }
