@@ -364,3 +364,32 @@ func TestAdmitManyPodsInCreationOrder(t *testing.T) {
 		t.Errorf("%d slots in use after admitting every container, want %d", got, slots)
 	}
 }
+
+// TestInitContainersResolvedByTheirExactSlots: PodResources never lists
+// ordinary init containers, so an allocation no listed container holds is
+// resolved to the init container, of a pod the kubelet lists, that is
+// assigned exactly its slots; the regular container after it through the
+// kubelet's record as usual.
+func TestInitContainersResolvedByTheirExactSlots(t *testing.T) {
+	g0, g1 := gpuUUID(0), gpuUUID(1)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	pod := podSpec("p", t0, testNode, true,
+		testContainer{name: "init", slots: []string{vgpu.SlotID(g0, 0)}, mem: 2048, cores: 10},
+		testContainer{name: "main", slots: []string{vgpu.SlotID(g1, 0)}, mem: 8192, cores: 50})
+	pod.Spec.InitContainers, pod.Spec.Containers = pod.Spec.Containers[:1], pod.Spec.Containers[1:]
+	h := newHarness(t, newFakeGPUs(2, 4), pod)
+	h.startPlugin(1)
+	allocs, err := h.kubelet.AdmitPod(h.ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(allocs) != 2 || allocs[0].Container != "init" || allocs[1].Container != "main" {
+		t.Fatalf("admitted %+v, want init then main", allocs)
+	}
+	for i, a := range allocs {
+		checkResponse(t, assignedOf(t, pod).Containers[i], a.Response)
+		if got, want := identity(t, h.opts.StateDir, a.Response), "uid-p/"+a.Container; got != want {
+			t.Errorf("served %s, want %s", got, want)
+		}
+	}
+}
