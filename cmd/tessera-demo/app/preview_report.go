@@ -113,7 +113,11 @@ func (r report) pod(pod *corev1.Pod, allocs []fakekubelet.ContainerAllocation) {
 			fmt.Fprintf(r.out, "    limits refused: %s\n", l.Refused)
 		default:
 			for i, d := range l.Devices {
-				fmt.Fprintf(r.out, "    limit device %d %s: %d MiB, %d%% cores (0: no cap)\n", i, d.UUID, d.MemoryMiB, d.CorePercent)
+				cores := "no core cap"
+				if d.CorePercent > 0 {
+					cores = fmt.Sprintf("%d%% of its cores", d.CorePercent)
+				}
+				fmt.Fprintf(r.out, "    limits file: device %d %s: %d MiB, %s\n", i, d.UUID, d.MemoryMiB, cores)
 			}
 		}
 	}
