@@ -10,9 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/config"
-	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
