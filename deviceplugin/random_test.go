@@ -33,8 +33,9 @@ import (
 // (burst by burst, each sorted by creation time), with creation times
 // shuffled against binding order: younger pods are admitted before older
 // ones the plugin already knows, the case that age matching cannot decide.
-// Some pods reach the API server only as the kubelet admits them (the
-// plugin's informer has not delivered them), agents are restarted between
+// Some pods reach the API server only as the kubelet admits them, others
+// reach the plugin's informer only after the kubelet admitted them (after
+// their own Allocate), agents are restarted between
 // an Allocate and its resolution, and kubelets restart with running pods.
 //
 // TESSERA_RANDOM_SEEDS overrides the number of seeds (default 50).
@@ -45,6 +46,7 @@ const (
 	randomSlots       = 8
 	randomGPUMemory   = 81920
 	randomLateShare   = 10 // percent of pods created as the kubelet admits them
+	randomLagShare    = 10 // percent of pods the plugin's informer delivers only after their admission
 	randomRestartOdds = 40 // one Allocate in this many restarts the agent
 )
 
@@ -64,10 +66,14 @@ func TestRandomizedAdmissionGivesEveryContainerItsOwnLimits(t *testing.T) {
 	}
 }
 
-// randomPod is a pod and the burst in which it is bound.
+// randomPod is a pod and how it reaches the node's agent.
 type randomPod struct {
-	pod  *corev1.Pod
+	pod *corev1.Pod
+	// late: created in the API server only as the kubelet admits it.
 	late bool
+	// lagged: in the API server before, but the agent's informer delivers
+	// it only after the kubelet admitted it (after its own Allocates).
+	lagged bool
 }
 
 // placeRandomPods places pods on one node as the extender would: each
@@ -106,7 +112,9 @@ func placeRandomPods(rng *rand.Rand, node string, n int, base time.Time) []rando
 		created := base.Add(time.Duration(rng.IntN(4*n)) * time.Second)
 		pod := podSpec(fmt.Sprintf("%s-p%03d", node, i), created, node, true, cs...)
 		pod.UID = types.UID("uid-" + pod.Name)
-		out = append(out, randomPod{pod: pod, late: rng.IntN(100) < randomLateShare})
+		arrival := rng.IntN(100)
+		out = append(out, randomPod{pod: pod, late: arrival < randomLateShare,
+			lagged: arrival >= randomLateShare && arrival < randomLateShare+randomLagShare})
 	}
 	return out
 }
@@ -196,6 +204,8 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 	if err := kubelet.ServePodResources(podResources); err != nil {
 		t.Fatal(err)
 	}
+	// Before the agent starts: its informer's List and watch go through it.
+	lag := newInformerLag(client)
 	agent := &randomAgent{t: t, client: client, gpus: newFakeGPUs(randomGPUs, randomSlots),
 		opts: randomOptions(node, pluginDir, filepath.Join(dir, "s"), podResources)}
 	for i := range agent.gpus.gpus {
@@ -242,6 +252,9 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 	}
 	bind := func(b []randomPod) {
 		for _, rp := range b {
+			if rp.lagged {
+				lag.hold(rp.pod.UID)
+			}
 			if !rp.late {
 				create(rp.pod)
 			}
@@ -263,6 +276,10 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 			batch[j] = rp.pod
 			late[rp.pod.Name] = rp.late
 		}
+		lagged := map[string]bool{}
+		for _, rp := range b {
+			lagged[rp.pod.Name] = rp.lagged
+		}
 		for _, pod := range fakekubelet.AdmissionOrder([][]*corev1.Pod{batch}) {
 			if late[pod.Name] {
 				// The kubelet saw the pod before this node's agent could.
@@ -275,6 +292,9 @@ func runRandomNode(t *testing.T, ctx context.Context, client *fake.Clientset, no
 			restartNow.Store(rng.IntN(randomRestartOdds) == 0)
 			allocs, err := kubelet.AdmitPod(ctx, pod)
 			restartNow.Store(false)
+			if lagged[pod.Name] {
+				lag.let(pod.UID)
+			}
 			if err != nil {
 				t.Logf("node %s: pod %s not admitted: %v", node, pod.Name, err)
 				wrong += len(assignedOf(t, pod).Containers)
