@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -21,9 +22,12 @@ const eventReason = "TesseraGPUAllocationFailed"
 // maxEventMessage keeps event messages within what the API accepts.
 const maxEventMessage = 1024
 
-// allocate serves the kubelet's Allocate: every container request is
-// matched to an unserved container (all or none), marked served, and
-// answered with that container's GPUs, limits and mounts.
+// allocate serves the kubelet's Allocate. It decides only what the slot
+// IDs decide: the GPUs the container sees (a slot ID names its GPU) and a
+// fresh allocation directory keyed by the slots, whose limits the resolver
+// writes once the kubelet's PodResources API names the container. So no
+// pod is matched here, and no order of admission can give a container
+// another pod's limits.
 func (p *Plugin) allocate(ctx context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
 	if len(req.GetContainerRequests()) == 0 {
 		return nil, p.reject("Allocate", codes.InvalidArgument,
@@ -52,56 +56,56 @@ func (p *Plugin) allocate(ctx context.Context, req *pluginapi.AllocateRequest) (
 		}
 		reqs[i] = r
 	}
-
-	// Slots the plugin itself preferred match a container exactly; any
-	// other call (the kubelet chose the slots) may be for a pod the
-	// informer has not delivered yet.
-	if !p.index.allExact(reqs) {
-		p.refreshPods(ctx)
-	}
-	claims, failure := p.claimWaiting(ctx, reqs)
-	if failure != nil {
-		return nil, p.reject("Allocate", failure.code, "allocate: "+failure.msg, failure.pod)
-	}
-	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, len(claims))}
-	for i, c := range claims {
-		cr, err := p.containerResponse(c)
-		if err != nil {
-			for _, c := range claims {
-				p.index.unserve(c.pod.UID, c.container.name)
-			}
-			return nil, p.reject("Allocate", codes.Internal, fmt.Sprintf("allocate container %q of pod %s/%s on node %s: %v",
-				c.container.name, c.pod.Namespace, c.pod.Name, p.opts.NodeName, err), c.pod)
+	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, len(reqs))}
+	for i, r := range reqs {
+		a, err := p.prepareAllocation(r)
+		if err == nil {
+			resp.ContainerResponses[i], err = p.containerResponse(a)
 		}
-		resp.ContainerResponses[i] = cr
+		if err != nil {
+			return nil, p.reject("Allocate", codes.Internal, fmt.Sprintf("allocate slots %s on node %s: %v",
+				quoteList(r.slots), p.opts.NodeName, err), nil)
+		}
+		klog.FromContext(ctx).V(2).Info("Allocated slots; limits follow once the kubelet names the container",
+			"slots", r.slots, "allocation", a.key, "id", a.id)
 	}
-	p.recordAllocated(ctx, claims)
-	for i, c := range claims {
-		p.logger.Info("Allocated GPUs", "pod", klog.KObj(c.pod), "container", c.container.name,
-			"requestedSlots", reqs[i].slots, "assignedSlots", c.container.slots)
-	}
+	p.allocs.poke()
 	return resp, nil
 }
 
-// claimWaiting claims containers for the requests, waiting up to matchWait
-// for the pod informer when nothing matches yet.
-func (p *Plugin) claimWaiting(ctx context.Context, reqs []slotRequest) ([]claim, *matchFailure) {
-	deadline := time.NewTimer(p.tune.matchWait)
-	defer deadline.Stop()
-	for {
-		changed := p.index.changes()
-		claims, failure := p.index.claim(reqs)
-		if failure == nil {
-			return claims, nil
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return nil, failure
-		case <-ctx.Done():
-			return nil, failure
-		}
+// prepareAllocation starts the allocation of r's slots afresh: a new ID,
+// the directory emptied of whatever an earlier allocation of the same
+// slots left, and the table's entry replaced, all under the key's lock, so
+// that a resolution of the earlier allocation cannot land after it.
+func (p *Plugin) prepareAllocation(r slotRequest) (*allocation, error) {
+	id, err := newAllocationID()
+	if err != nil {
+		return nil, err
 	}
+	a := &allocation{key: allocationKey(r.slots), id: id, slots: r.slots, gpus: r.gpus, created: time.Now()}
+	unlock := p.keyLocks.lock(types.UID(a.key))
+	defer unlock()
+	if err := p.store.prepare(a.key, allocRecord{ID: a.id, Slots: a.slots, GPUs: a.gpus, Created: a.created}); err != nil {
+		return nil, err
+	}
+	p.allocs.put(a)
+	return a, nil
+}
+
+// preStart serves PreStartContainer: the kubelet calls it before it starts
+// a container, after it recorded the allocation, so the container never
+// starts before its limits are in place, and never at all when it was
+// refused its GPUs (the library would fail its CUDA calls anyway; this way
+// the pod's events and status say so).
+func (p *Plugin) preStart(ctx context.Context, req *pluginapi.PreStartContainerRequest) (*pluginapi.PreStartContainerResponse, error) {
+	owner, err := p.waitResolved(ctx, req.GetDevicesIds())
+	if err != nil {
+		return nil, p.reject("PreStartContainer", codes.Unavailable, fmt.Sprintf("start container on node %s: %v", p.opts.NodeName, err), nil)
+	}
+	if owner.Refused != "" {
+		return nil, status.Error(codes.FailedPrecondition, owner.Refused)
+	}
+	return &pluginapi.PreStartContainerResponse{}, nil
 }
 
 // reject logs a refused kubelet call, puts a Warning event on the pod it
@@ -109,11 +113,7 @@ func (p *Plugin) claimWaiting(ctx context.Context, reqs []slotRequest) ([]claim,
 func (p *Plugin) reject(call string, code codes.Code, msg string, pod *corev1.Pod) error {
 	if pod != nil {
 		p.logger.Error(nil, "Refused a kubelet call", "call", call, "code", code, "pod", klog.KObj(pod), "reason", msg)
-		event := msg
-		if len(event) > maxEventMessage {
-			event = strings.ToValidUTF8(event[:maxEventMessage-3], "") + "..."
-		}
-		p.recorder.Event(pod, corev1.EventTypeWarning, eventReason, event)
+		p.recorder.Event(pod, corev1.EventTypeWarning, eventReason, clipEvent(msg))
 	} else {
 		p.logger.Error(nil, "Refused a kubelet call", "call", call, "code", code, "reason", msg)
 	}

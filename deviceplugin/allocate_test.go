@@ -106,40 +106,70 @@ func kubeletChoice(t testing.TB, pods []*corev1.Pod) map[string][]string {
 	return choice
 }
 
-// identity is "<pod UID>/<container>" from a response's region mount.
+// identity is "<pod UID>/<container>" of the allocation a response mounts,
+// once the kubelet's record has named it.
 func identity(t testing.TB, stateDir string, r *pluginapi.ContainerAllocateResponse) string {
-	rel, err := filepath.Rel(filepath.Join(stateDir, regionsDirName), regionMount(r))
-	if err != nil || strings.Count(rel, "/") != 1 {
-		t.Fatalf("region mount %q is not <state>/regions/<uid>/<container>", regionMount(r))
+	t.Helper()
+	rel, err := filepath.Rel(filepath.Join(stateDir, allocationsDirName), regionMount(r))
+	if err != nil || strings.Count(rel, "/") != 1 || filepath.Base(rel) != allocRegionDirName {
+		t.Fatalf("region mount %q is not <state>/allocations/<key>/region", regionMount(r))
 	}
-	return rel
+	store := allocStore{stateDir: stateDir}
+	var owner *ownerRecord
+	deadline := time.Now().Add(waitTimeout)
+	for owner == nil || owner.ID != r.GetEnvs()[hookenv.AllocationID] {
+		if time.Now().After(deadline) {
+			t.Fatalf("allocation %s was not resolved", filepath.Dir(rel))
+		}
+		time.Sleep(5 * time.Millisecond)
+		_, owner, _ = store.load(filepath.Dir(rel))
+	}
+	return owner.PodUID + "/" + owner.Container
 }
 
 // checkResponse asserts that a response gives exactly the container's
-// assigned GPUs, in order, with its limits.
+// assigned GPUs and, once resolved, its limits.
 func checkResponse(t testing.TB, c annotations.ContainerAssignment, r *pluginapi.ContainerAllocateResponse) {
 	t.Helper()
-	var want []string
-	for i, d := range c.Devices {
-		want = append(want, d.UUID)
-		if got := r.GetEnvs()[hookenv.MemoryLimitVar(i)]; got != fmt.Sprint(d.MemoryMiB) {
-			t.Errorf("container %s device %d memory limit %q, want %d", c.Name, i, got, d.MemoryMiB)
+	var l hookenv.Limits
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		got, ok, err := ContainerLimits(r)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := r.GetEnvs()[hookenv.CoreLimitVar(i)]; d.Cores > 0 && got != fmt.Sprint(d.Cores) {
-			t.Errorf("container %s device %d core limit %q, want %d", c.Name, i, got, d.Cores)
+		if ok {
+			l = got
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s: no limits", c.Name)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if got := envGPUs(r); !slices.Equal(got, want) {
-		t.Errorf("container %s got GPUs %v, want %v", c.Name, got, want)
+	if l.Refused != "" {
+		t.Fatalf("container %s refused: %s", c.Name, l.Refused)
+	}
+	var got []observedDevice
+	for _, d := range l.Devices {
+		got = append(got, observedDevice{uuid: d.UUID, memoryMiB: d.MemoryMiB, cores: d.CorePercent})
+	}
+	if err := sameLimits(c, envGPUs(r), got); err != nil {
+		t.Errorf("container %s: %v", c.Name, err)
 	}
 }
 
+// TestConcurrentAllocationsServeEachContainerOnce: 50 Allocates in flight
+// at once, in random order, half of them for other slots of the assigned
+// GPUs; each container gets its own limits, named by the kubelet's record.
 func TestConcurrentAllocationsServeEachContainerOnce(t *testing.T) {
 	pods := node8x10Pods(50, 7)
 	objects := make([]runtime.Object, len(pods))
 	assigned := map[string]annotations.ContainerAssignment{}
+	podOf := map[string]*corev1.Pod{}
 	for i, pod := range pods {
 		objects[i] = pod
+		podOf[string(pod.UID)] = pod
 		for _, c := range assignedOf(t, pod).Containers {
 			assigned[string(pod.UID)+"/"+c.Name] = c
 		}
@@ -161,7 +191,12 @@ func TestConcurrentAllocationsServeEachContainerOnce(t *testing.T) {
 				t.Errorf("Allocate %v (for %s): %v", slots, key, err)
 				return
 			}
+			uid, container, _ := strings.Cut(key, "/")
+			h.kubelet.Record(podOf[uid], container, slots)
 			who := identity(t, h.opts.StateDir, resp)
+			if who != key {
+				t.Errorf("Allocate %v for %s resolved to %s", slots, key, who)
+			}
 			c, ok := assigned[who]
 			if !ok {
 				t.Errorf("Allocate %v served unknown container %s", slots, who)
@@ -227,19 +262,24 @@ func TestKubeletChoosingOtherSlotsOfTheSameGPUs(t *testing.T) {
 		want     []string   // pod served by each request
 	}{
 		{"exact slots", [][]string{{s(g0, 1)}, {s(g0, 0)}, {s(g0, 2), s(g1, 0)}}, []string{"younger", "older", "pair"}},
-		{"other slots of one GPU go to the oldest", [][]string{{s(g0, 5)}, {s(g0, 6)}}, []string{"older", "younger"}},
-		{"an exact match wins over the oldest", [][]string{{s(g0, 1)}, {s(g0, 7)}}, []string{"younger", "older"}},
+		{"other slots of one GPU, older first", [][]string{{s(g0, 5)}, {s(g0, 6)}}, []string{"older", "younger"}},
+		// The case age matching could not decide: the younger pod first.
+		{"other slots of one GPU, younger first", [][]string{{s(g0, 5)}, {s(g0, 6)}}, []string{"younger", "older"}},
+		{"another pod's exact slots", [][]string{{s(g0, 0)}, {s(g0, 1)}}, []string{"younger", "older"}},
 		{"other slots of two GPUs", [][]string{{s(g0, 8), s(g1, 9)}}, []string{"pair"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, newFakeGPUs(2, 10), older.DeepCopy(), younger.DeepCopy(), pair.DeepCopy())
 			h.startPlugin(1)
+			byName := map[string]*corev1.Pod{"older": older, "younger": younger, "pair": pair}
 			for i, req := range tc.requests {
 				resp, err := h.kubelet.Allocate(h.ctx, req)
 				if err != nil {
 					t.Fatalf("Allocate %v: %v", req, err)
 				}
+				h.kubelet.Record(byName[tc.want[i]], "c", req) // The kubelet's truth.
+				checkResponse(t, assignedOf(t, byName[tc.want[i]]).Containers[0], resp)
 				if got, want := identity(t, h.opts.StateDir, resp), "uid-"+tc.want[i]+"/c"; got != want {
 					t.Errorf("Allocate %v served %s, want %s", req, got, want)
 				}
@@ -322,5 +362,34 @@ func TestAdmitManyPodsInCreationOrder(t *testing.T) {
 	}
 	if got := len(h.kubelet.InUse()); got != slots {
 		t.Errorf("%d slots in use after admitting every container, want %d", got, slots)
+	}
+}
+
+// TestInitContainersResolvedByTheirExactSlots: PodResources never lists
+// ordinary init containers, so an allocation no listed container holds is
+// resolved to the init container, of a pod the kubelet lists, that is
+// assigned exactly its slots; the regular container after it through the
+// kubelet's record as usual.
+func TestInitContainersResolvedByTheirExactSlots(t *testing.T) {
+	g0, g1 := gpuUUID(0), gpuUUID(1)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	pod := podSpec("p", t0, testNode, true,
+		testContainer{name: "init", slots: []string{vgpu.SlotID(g0, 0)}, mem: 2048, cores: 10},
+		testContainer{name: "main", slots: []string{vgpu.SlotID(g1, 0)}, mem: 8192, cores: 50})
+	pod.Spec.InitContainers, pod.Spec.Containers = pod.Spec.Containers[:1], pod.Spec.Containers[1:]
+	h := newHarness(t, newFakeGPUs(2, 4), pod)
+	h.startPlugin(1)
+	allocs, err := h.kubelet.AdmitPod(h.ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(allocs) != 2 || allocs[0].Container != "init" || allocs[1].Container != "main" {
+		t.Fatalf("admitted %+v, want init then main", allocs)
+	}
+	for i, a := range allocs {
+		checkResponse(t, assignedOf(t, pod).Containers[i], a.Response)
+		if got, want := identity(t, h.opts.StateDir, a.Response), "uid-p/"+a.Container; got != want {
+			t.Errorf("served %s, want %s", got, want)
+		}
 	}
 }

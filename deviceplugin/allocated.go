@@ -21,29 +21,6 @@ import (
 // under the same name: the record belongs to the old pod.
 var errPodReplaced = errors.New("the pod was replaced by another with the same name")
 
-// recordAllocated writes the served containers into each pod's Allocated
-// annotation. The in-memory record already protects this process; the
-// annotation protects a restarted one. A failure is logged, not returned:
-// the container has its GPUs, and failing the Allocate would only make the
-// kubelet reject a pod that is correctly placed.
-func (p *Plugin) recordAllocated(ctx context.Context, claims []claim) {
-	// The kubelet cancelling its call must not leave the annotation behind
-	// the in-memory record.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.tune.patchTimeout)
-	defer cancel()
-	done := make(map[types.UID]bool, len(claims))
-	for _, c := range claims {
-		if done[c.pod.UID] {
-			continue
-		}
-		done[c.pod.UID] = true
-		if err := p.recordPod(ctx, c.pod.UID); err != nil {
-			p.logger.Error(err, "Recording served containers in the pod's annotation failed; the in-memory record holds until the plugin restarts",
-				"pod", klog.KObj(c.pod), "annotation", p.opts.Keys.Allocated)
-		}
-	}
-}
-
 // recordPod patches one pod. Patches of one pod are serialised (a lock per
 // pod, never per node), and each reads the served containers only once it
 // holds the lock: served containers only ever grow, so the last patch

@@ -104,23 +104,18 @@ func FuzzPodAnnotations(f *testing.F) {
 			if c.name == "a" && len(c.devices) != int(want%4) {
 				t.Fatalf("container a asks for %d slots, accepted %d", want%4, len(c.devices))
 			}
-			limits := make([]hookenv.DeviceLimit, len(c.devices))
-			for i, d := range c.devices {
-				limits[i] = hookenv.DeviceLimit{UUID: d.UUID, MemoryMiB: d.MemoryMiB, CorePercent: d.Cores}
-			}
-			if _, err := hookenv.Env(limits, containerRegionFile); err != nil {
-				t.Fatalf("accepted assignment renders no hook environment: %v", err)
-			}
 			req, err := decodeSlotRequest(c.slots, gpus.GPUs())
 			if err != nil {
 				continue // Slots of GPUs this node does not have.
 			}
-			claims, failure := ix.claim([]slotRequest{req})
-			if failure != nil && !slices.Contains(entry.servedByAnnotation, c.name) {
-				t.Fatalf("container %s is not matched by its own slots: %s", c.name, failure.msg)
+			// The kubelet giving a container exactly its slots must yield
+			// its limits, which the library's codec accepts.
+			l, refused, _ := limitsFor(&allocation{id: "a1", slots: req.slots, gpus: req.gpus}, entry, c.name)
+			if refused != "" {
+				t.Fatalf("container %s is refused its own slots: %s", c.name, refused)
 			}
-			if failure == nil && !slices.Equal(claims[0].container.gpus, req.gpus) {
-				t.Fatalf("slots %v matched container with GPUs %v", req.slots, claims[0].container.gpus)
+			if _, err := hookenv.EncodeLimits(l); err != nil {
+				t.Fatalf("accepted assignment renders no limits file: %v", err)
 			}
 		}
 	})

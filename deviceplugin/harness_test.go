@@ -21,6 +21,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
+	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -172,6 +173,10 @@ func newHarness(t *testing.T, gpus *fakeGPUs, objects ...runtime.Object) *harnes
 		t.Fatal(err)
 	}
 	t.Cleanup(kubelet.Stop)
+	podResources := filepath.Join(dir, "pr.sock")
+	if err := kubelet.ServePodResources(podResources); err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{
 		t: t, ctx: ctx, gpus: gpus,
 		client:   fake.NewClientset(objects...),
@@ -180,7 +185,7 @@ func newHarness(t *testing.T, gpus *fakeGPUs, objects ...runtime.Object) *harnes
 		opts: Options{
 			ResourceName: testResource, NodeName: testNode, DevicePluginDir: pluginDir,
 			StateDir: filepath.Join(dir, "state"), HookLibrary: "/opt/tessera/libtessera-hook.so",
-			Keys: annotations.DefaultKeys(),
+			Keys: annotations.DefaultKeys(), PodResourcesSocket: podResources,
 		},
 	}
 	return h
@@ -199,6 +204,10 @@ func (h *harness) startPlugin(wantRegistrations int) {
 	p.tune.registerBackoffMax = 200 * time.Millisecond
 	p.tune.sweepInterval = 200 * time.Millisecond
 	p.tune.stopTimeout = 2 * time.Second
+	p.tune.resolveResync = 200 * time.Millisecond
+	// Bounds the wait of PreStartContainer for a container the kubelet
+	// never records (tests of that refusal); resolutions take milliseconds.
+	p.tune.preStartWait = 2 * time.Second
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -285,4 +294,29 @@ func regionMount(r *pluginapi.ContainerAllocateResponse) string {
 		}
 	}
 	return ""
+}
+
+// waitLimits waits until the container of resp has its limits, as the
+// interception library would read them.
+func (h *harness) waitLimits(resp *pluginapi.ContainerAllocateResponse) hookenv.Limits {
+	h.t.Helper()
+	var l hookenv.Limits
+	eventually(h.t, "limits of "+resp.GetEnvs()[hookenv.AllocationID], func() bool {
+		got, ok, err := ContainerLimits(resp)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		l = got
+		return ok
+	})
+	return l
+}
+
+// memLimits renders the memory limits of l, in ordinal order.
+func memLimits(l hookenv.Limits) []int64 {
+	var out []int64
+	for _, d := range l.Devices {
+		out = append(out, d.MemoryMiB)
+	}
+	return out
 }

@@ -67,6 +67,7 @@ func (p *Plugin) onPodDelete(obj any) {
 		return
 	}
 	p.index.remove(pod.UID)
+	p.removeAllocations(pod.UID)
 	if err := p.regions.removePod(pod.UID); err != nil {
 		p.logger.Error(err, "Removing region directories of a deleted pod", "pod", klog.KObj(pod))
 	}

@@ -6,12 +6,14 @@
 // container's GPUs, its limits for the CUDA interception library and a
 // usage-region directory of its own.
 //
-// The kubelet never says which pod an Allocate is for. The plugin identifies
-// the container by the slot IDs it receives, or, where the kubelet chose
-// other slots of the same GPUs, by those GPUs, oldest pod first (the kubelet
-// admits pods in creation order). A container is marked served in memory the
-// moment it is matched, so concurrent Allocates never hand out one container
-// twice, and without any node-wide lock held across API calls.
+// The kubelet never says which pod an Allocate is for, so Allocate decides
+// only what the slot IDs decide: which GPUs the container sees, and a
+// directory of its own keyed by those slots (allocdir.go). Whose allocation
+// it is comes from the kubelet's own record, its PodResources API, once the
+// kubelet has recorded it (resolve.go); the limits are then written into that
+// directory, and the interception library waits for them at CUDA
+// initialisation. No guess by age decides any container's limits, and no
+// node-wide lock is held across API calls.
 package deviceplugin
 
 import (
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,7 +65,18 @@ type Options struct {
 	HookLibrary string
 	// Keys are the annotation keys (assignment, allocated).
 	Keys annotations.Keys
+	// PodResourcesSocket is the kubelet's PodResources API socket
+	// (/var/lib/kubelet/pod-resources/kubelet.sock).
+	PodResourcesSocket string
+	// LimitsWait is how long the interception library waits at CUDA
+	// initialisation for the container's limits; 0 means DefaultLimitsWait.
+	LimitsWait time.Duration
 }
+
+// DefaultLimitsWait is the library's default wait for a container's limits:
+// far longer than a resolution takes (one PodResources List after the
+// kubelet recorded the allocation), short enough that a broken node shows.
+const DefaultLimitsWait = 60 * time.Second
 
 // tuning holds intervals that production leaves at their defaults and tests
 // shorten. They are not Options because no operator should need them.
@@ -83,23 +97,45 @@ type tuning struct {
 	// sweepInterval is how often stale region directories are removed.
 	sweepInterval time.Duration
 	// refreshTimeout bounds the List that brings the pod index up to date
-	// before a kubelet call is matched.
+	// before a kubelet call is matched, and each Get of a pod the kubelet
+	// names that the index lacks.
 	refreshTimeout time.Duration
+	// fetchInterval is how often GetPreferredAllocation reads again a pod
+	// the kubelet names that the API server did not return.
+	fetchInterval time.Duration
 	// patchTimeout bounds recording a container in the Allocated annotation.
 	patchTimeout time.Duration
 	// stopTimeout bounds a graceful stop of the gRPC server.
 	stopTimeout time.Duration
+	// resolveMinPoll and resolveMaxPoll bound the backoff of the resolver
+	// while allocations wait; resolveResync is its pace otherwise.
+	resolveMinPoll, resolveMaxPoll, resolveResync time.Duration
+	// podResourcesTimeout bounds one PodResources List.
+	podResourcesTimeout time.Duration
+	// preStartWait bounds PreStartContainer's wait for a resolution,
+	// within the kubelet's 30-second timeout of that call.
+	preStartWait time.Duration
+	// unresolvedTTL is how long an allocation nobody claims is kept (the
+	// kubelet failed the pod after Allocate, say).
+	unresolvedTTL time.Duration
 }
 
 func defaultTuning() tuning {
 	return tuning{
-		matchWait:          3 * time.Second,
-		pollInterval:       5 * time.Second,
-		registerBackoffMax: 30 * time.Second,
-		sweepInterval:      10 * time.Minute,
-		refreshTimeout:     5 * time.Second,
-		patchTimeout:       10 * time.Second,
-		stopTimeout:        5 * time.Second,
+		matchWait:           3 * time.Second,
+		pollInterval:        5 * time.Second,
+		registerBackoffMax:  30 * time.Second,
+		sweepInterval:       10 * time.Minute,
+		refreshTimeout:      5 * time.Second,
+		fetchInterval:       50 * time.Millisecond,
+		patchTimeout:        10 * time.Second,
+		stopTimeout:         5 * time.Second,
+		resolveMinPoll:      20 * time.Millisecond,
+		resolveMaxPoll:      time.Second,
+		resolveResync:       10 * time.Second,
+		podResourcesTimeout: 5 * time.Second,
+		preStartWait:        25 * time.Second,
+		unresolvedTTL:       time.Hour,
 	}
 }
 
@@ -111,6 +147,12 @@ type Plugin struct {
 	recorder record.EventRecorder
 	index    *podIndex
 	regions  regionStore
+	store    allocStore
+	allocs   *allocTable
+	// keyLocks serialise the file writes of each allocation key.
+	keyLocks     podLocks
+	podResources *podResourcesClient
+	metrics      *pluginMetrics
 	// patchLocks serialise the Allocated patches of each pod.
 	patchLocks podLocks
 	refresher  podRefresher
@@ -138,14 +180,18 @@ func New(opts Options, devices DeviceSource, client kubernetes.Interface, record
 		return nil, errors.New("device plugin: no event recorder")
 	}
 	return &Plugin{
-		opts:     opts,
-		devices:  devices,
-		client:   client,
-		recorder: recorder,
-		index:    newPodIndex(opts.NodeName, corev1.ResourceName(opts.ResourceName), opts.Keys),
-		regions:  regionStore{stateDir: opts.StateDir},
-		tune:     defaultTuning(),
-		logger:   klog.Background().WithName("deviceplugin"),
+		opts:         opts,
+		devices:      devices,
+		client:       client,
+		recorder:     recorder,
+		index:        newPodIndex(opts.NodeName, corev1.ResourceName(opts.ResourceName), opts.Keys),
+		regions:      regionStore{stateDir: opts.StateDir},
+		store:        allocStore{stateDir: opts.StateDir},
+		allocs:       newAllocTable(),
+		podResources: &podResourcesClient{socket: opts.PodResourcesSocket},
+		metrics:      newPluginMetrics(opts.NodeName),
+		tune:         defaultTuning(),
+		logger:       klog.Background().WithName("deviceplugin"),
 	}, nil
 }
 
@@ -161,6 +207,7 @@ func validateOptions(o Options) error {
 		{"device-plugin dir", o.DevicePluginDir},
 		{"state dir", o.StateDir},
 		{"hook library", o.HookLibrary},
+		{"PodResources socket", o.PodResourcesSocket},
 	} {
 		if !filepath.IsAbs(d.path) {
 			problems = append(problems, fmt.Sprintf("%s %q is not an absolute path", d.what, d.path))
@@ -168,6 +215,9 @@ func validateOptions(o Options) error {
 	}
 	if o.Keys.Assignment == "" || o.Keys.Allocated == "" {
 		problems = append(problems, "annotation keys for assignment and allocated are not set")
+	}
+	if o.LimitsWait < 0 || o.LimitsWait > 10*time.Minute {
+		problems = append(problems, fmt.Sprintf("limits wait %v is outside 0-10m", o.LimitsWait))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
@@ -205,16 +255,20 @@ func (p *Plugin) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopInformer()
+	defer p.podResources.close()
+	// After the informer synced: restoring needs no pods, but the sweep
+	// that follows must know them all.
+	if err := p.restoreAllocations(); err != nil {
+		return err
+	}
 	p.sweepRegions()
 
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		p.sweepPeriodically(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { p.sweepPeriodically(ctx) })
+	wg.Go(func() { p.resolveLoop(ctx) })
 	defer func() {
 		cancel()
-		<-sweepDone
+		wg.Wait()
 	}()
 
 	p.logger.Info("Device plugin starting", "resource", p.opts.ResourceName, "node", p.opts.NodeName,
@@ -239,8 +293,10 @@ func (p *Plugin) sweepPeriodically(ctx context.Context) {
 	}
 }
 
-// sweepRegions removes the region directories of pods that no longer exist.
+// sweepRegions removes the allocations and region links of pods that no
+// longer exist.
 func (p *Plugin) sweepRegions() {
+	p.sweepAllocations()
 	removed, err := p.regions.sweep(p.index.hasPod)
 	for _, uid := range removed {
 		p.logger.V(2).Info("Removed region directory of a pod that no longer exists", "podUID", uid)

@@ -18,6 +18,8 @@ type assignedContainer struct {
 	// slots and gpus are sorted, for comparison with a slotRequest.
 	slots []string
 	gpus  []string
+	// init is set for an init container.
+	init bool
 }
 
 // podEntry is what the index knows about one pod on the node.
@@ -40,6 +42,27 @@ type podEntry struct {
 }
 
 func (e *podEntry) key() string { return e.pod.Namespace + "/" + e.pod.Name }
+
+// container returns the assigned container of that name, or nil.
+func (e *podEntry) container(name string) *assignedContainer {
+	for i := range e.containers {
+		if e.containers[i].name == name {
+			return &e.containers[i]
+		}
+	}
+	return nil
+}
+
+// initContainers returns the assigned init containers.
+func (e *podEntry) initContainers() []*assignedContainer {
+	var out []*assignedContainer
+	for i := range e.containers {
+		if e.containers[i].init {
+			out = append(out, &e.containers[i])
+		}
+	}
+	return out
+}
 
 // newPodEntry reads a pod's assignment and Allocated annotations. It never
 // fails: whatever is wrong becomes the entry's problem, to be reported when a
@@ -104,8 +127,10 @@ func orderAssignment(pod *corev1.Pod, a annotations.Assignment, requested map[st
 		byName[c.Name] = c
 	}
 	specNames := make([]string, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	inits := map[string]bool{}
 	for _, c := range pod.Spec.InitContainers {
 		specNames = append(specNames, c.Name)
+		inits[c.Name] = true
 	}
 	for _, c := range pod.Spec.Containers {
 		specNames = append(specNames, c.Name)
@@ -127,7 +152,7 @@ func orderAssignment(pod *corev1.Pod, a annotations.Assignment, requested map[st
 		case int64(len(c.Devices)) != want:
 			return nil, fmt.Errorf("container %q asks for %d slots but is assigned %d", name, want, len(c.Devices))
 		}
-		ac := assignedContainer{name: name, devices: c.Devices}
+		ac := assignedContainer{name: name, devices: c.Devices, init: inits[name]}
 		for _, d := range c.Devices {
 			ac.slots = append(ac.slots, d.SlotID)
 			ac.gpus = append(ac.gpus, d.UUID)

@@ -220,11 +220,27 @@ func (ix *podIndex) servedLocked(e *podEntry) []string {
 	return slices.Compact(out)
 }
 
-// unserve undoes markServed for a container whose response could not be
-// built, so that it stays available.
-func (ix *podIndex) unserve(uid types.UID, container string) {
+// byName returns the live entries of the pods with that namespace and name
+// (the PodResources API names pods by name only; a pod replaced under the
+// same name may briefly be there twice).
+func (ix *podIndex) byName(namespace, name string) []*podEntry {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	delete(ix.served[uid], container)
-	ix.notifyLocked()
+	var out []*podEntry
+	for _, e := range ix.orderedLocked() {
+		if e.pod.Namespace == namespace && e.pod.Name == name && !e.terminal && e.pod.DeletionTimestamp == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// markServed records a container as served: the kubelet has said it holds
+// an allocation, so GetPreferredAllocation no longer prefers its slots.
+func (ix *podIndex) markServed(uid types.UID, container string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e, ok := ix.pods[uid]; ok {
+		ix.markServedLocked(e, container)
+	}
 }

@@ -98,22 +98,46 @@ func (p *Plugin) preferFor(ctx context.Context, cr *pluginapi.ContainerPreferred
 			fmt.Sprintf("%d must-include slots exceed the allocation size %d", len(must), size)}
 	}
 
-	p.refreshPods(ctx)
+	admitting, pods := p.kubeletAdmitting(ctx)
+	if admitting == nil {
+		// The kubelet cannot say which pod it admits: at least know every
+		// pod it can have seen.
+		p.refreshPods(ctx)
+	}
 	deadline := time.NewTimer(p.tune.matchWait)
 	defer deadline.Stop()
+	// Polled while a pod the kubelet names is missing from the API server's
+	// answer too (tests create pods late; a real kubelet never sees one
+	// the API server does not have).
+	retry := time.NewTicker(p.tune.fetchInterval)
+	defer retry.Stop()
 	for {
 		changed := p.index.changes()
-		if ids, who, ok := p.index.preferred(view, must, size); ok {
-			p.logger.V(2).Info("Preferring the slots assigned to a waiting container", "container", who, "slots", ids)
+		if ids, who, ok := p.index.preferred(view, must, size, admitting); ok {
+			p.logger.V(2).Info("Preferring the slots assigned to the container the kubelet is admitting", "container", who, "slots", ids)
 			return ids, nil
+		}
+		if p.fetchPods(ctx, pods) {
+			continue
 		}
 		select {
 		case <-changed:
+			continue
+		case <-retry.C:
 			continue
 		case <-deadline.C:
 		case <-ctx.Done():
 		}
 		break
+	}
+	// Only a preference: the kubelet's record still decides every
+	// container's limits, and a wrong guess is refused, never applied.
+	if admitting != nil {
+		if ids, who, ok := p.index.preferred(view, must, size, nil); ok {
+			p.logger.Info("The kubelet's PodResources names no waiting container that fits; preferring the oldest waiting one",
+				"container", who, "slots", ids)
+			return ids, nil
+		}
 	}
 	ids := binpackPreference(view, must, size)
 	p.logger.Info("No waiting container fits the kubelet's preferred-allocation call; preferring distinct GPUs, fullest first",
@@ -121,17 +145,63 @@ func (p *Plugin) preferFor(ctx context.Context, cr *pluginapi.ContainerPreferred
 	return ids, nil
 }
 
-// preferred finds the oldest waiting container that the call fits: first
+// kubeletAdmitting asks the kubelet which containers it is admitting: the
+// kubelet adds a pod to the pods PodResources lists before it admits it,
+// and records each container's devices only once Allocate returned, so the
+// containers listed without devices are those still to be allocated. The
+// kubelet admits one pod at a time, so this names the pod of the call: a
+// pod bound later but older, which the kubelet has not seen, is not there.
+// Init containers are never listed; those of a listed pod are allowed. It
+// returns nil (no filter) when the kubelet cannot be asked. It also returns
+// the pods with containers still to be allocated, for fetchPods.
+func (p *Plugin) kubeletAdmitting(ctx context.Context) (func(*podEntry, *assignedContainer) bool, []podName) {
+	lctx, cancel := context.WithTimeout(ctx, p.tune.podResourcesTimeout)
+	defer cancel()
+	containers, err := p.podResources.list(lctx, p.opts.ResourceName)
+	if err != nil {
+		p.logger.Error(err, "Asking the kubelet which pod it admits; preferring by age")
+		return nil, nil
+	}
+	pods := map[string]bool{}
+	waiting := map[string]bool{}
+	var names []podName
+	for _, kc := range containers {
+		pods[kc.namespace+"/"+kc.pod] = true
+		if len(kc.devices) == 0 {
+			waiting[kc.namespace+"/"+kc.pod+"/"+kc.container] = true
+			if n := (podName{kc.namespace, kc.pod}); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return func(e *podEntry, c *assignedContainer) bool {
+		if c.init {
+			return pods[e.key()]
+		}
+		return waiting[e.key()+"/"+c.name]
+	}, names
+}
+
+// preferred finds the oldest waiting container (of those allow allows,
+// when allow is not nil) that the call fits: first
 // one whose assigned slots are all available (and include must), then one
 // whose assigned GPUs all have an available slot, for which it picks a slot
 // per GPU (the Allocate that follows then matches by GPUs). It returns the
 // slots and the container's name for the log.
-func (ix *podIndex) preferred(view availability, must []string, size int) ([]string, string, bool) {
+func (ix *podIndex) preferred(view availability, must []string, size int, allow func(*podEntry, *assignedContainer) bool) ([]string, string, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var ids []string
 	var who string
-	ix.eachUnservedLocked(func(c candidate) bool {
+	each := func(fn func(candidate) bool) {
+		ix.eachUnservedLocked(func(c candidate) bool {
+			if allow != nil && !allow(c.entry, c.container) {
+				return true
+			}
+			return fn(c)
+		})
+	}
+	each(func(c candidate) bool {
 		if len(c.container.slots) != size || !containsAll(c.container.slots, must) {
 			return true
 		}
@@ -146,7 +216,7 @@ func (ix *podIndex) preferred(view availability, must []string, size int) ([]str
 	if ids != nil {
 		return ids, who, true
 	}
-	ix.eachUnservedLocked(func(c candidate) bool {
+	each(func(c candidate) bool {
 		if len(c.container.gpus) != size {
 			return true
 		}

@@ -2,6 +2,8 @@ package deviceplugin
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,26 +16,49 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
+	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
 // indexedPlugin is a plugin that is not running, with pods put straight
-// into its index, for calling its handlers directly.
+// into its index, and a fake kubelet that serves it PodResources (and
+// lists the pods tests add with kubelet.AddPod as being admitted).
 func indexedPlugin(t testing.TB, gpus *fakeGPUs, pods ...*corev1.Pod) *Plugin {
 	t.Helper()
-	dir := t.TempDir()
-	p, err := New(Options{
-		ResourceName: testResource, NodeName: testNode, DevicePluginDir: dir, StateDir: dir,
-		HookLibrary: "/opt/libtessera-hook.so", Keys: annotations.DefaultKeys(),
-	}, gpus, fake.NewClientset(), record.NewFakeRecorder(100))
+	p, _ := indexedPluginWithKubelet(t, gpus, fake.NewClientset(), pods...)
+	return p
+}
+
+func indexedPluginWithKubelet(t testing.TB, gpus *fakeGPUs, client *fake.Clientset, pods ...*corev1.Pod) (*Plugin, *fakekubelet.Kubelet) {
+	t.Helper()
+	// Unix socket paths are limited to 108 bytes: keep the directory short.
+	dir, err := os.MkdirTemp("", "ip")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	kubelet, err := fakekubelet.Start(dir, testResource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kubelet.Stop)
+	socket := filepath.Join(dir, "pr.sock")
+	if err := kubelet.ServePodResources(socket); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{
+		ResourceName: testResource, NodeName: testNode, DevicePluginDir: dir, StateDir: dir,
+		HookLibrary: "/opt/libtessera-hook.so", Keys: annotations.DefaultKeys(), PodResourcesSocket: socket,
+	}, gpus, client, record.NewFakeRecorder(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.podResources.close)
 	p.tune.matchWait = time.Millisecond
 	for _, pod := range pods {
 		p.index.upsert(pod)
 	}
-	return p
+	return p, kubelet
 }
 
 func TestPreferredAllocation(t *testing.T) {
@@ -50,6 +75,9 @@ func TestPreferredAllocation(t *testing.T) {
 		available []string
 		must      []string
 		size      int
+		// admitting are the pods the kubelet lists as being admitted
+		// (none: the preference falls back to age order).
+		admitting []*corev1.Pod
 		want      []string
 	}{
 		{
@@ -59,6 +87,17 @@ func TestPreferredAllocation(t *testing.T) {
 				podSpec("a", at(1), testNode, true, testContainer{name: "c", slots: []string{g(0, 0)}}),
 			},
 			available: []string{g(0, 0), g(0, 1), g(1, 0)}, size: 1, want: []string{g(0, 0)},
+		},
+		{
+			// The case age cannot decide: a younger pod admitted
+			// before an older one has reached the kubelet.
+			name: "the pod the kubelet admits, though another is older",
+			pods: []*corev1.Pod{
+				podSpec("b", at(2), testNode, true, testContainer{name: "c", slots: []string{g(1, 0)}}),
+				podSpec("a", at(1), testNode, true, testContainer{name: "c", slots: []string{g(0, 0)}}),
+			},
+			admitting: []*corev1.Pod{podSpec("b", at(2), testNode, true, testContainer{name: "c", slots: []string{g(1, 0)}})},
+			available: []string{g(0, 0), g(0, 1), g(1, 0)}, size: 1, want: []string{g(1, 0)},
 		},
 		{
 			// The kubelet stable-sorts by creation time over watch
@@ -117,7 +156,10 @@ func TestPreferredAllocation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := indexedPlugin(t, newFakeGPUs(3, 10), tc.pods...)
+			p, kubelet := indexedPluginWithKubelet(t, newFakeGPUs(3, 10), fake.NewClientset(), tc.pods...)
+			for _, pod := range tc.admitting {
+				kubelet.AddPod(pod)
+			}
 			resp, err := p.getPreferredAllocation(context.Background(), &pluginapi.PreferredAllocationRequest{
 				ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{{
 					AvailableDeviceIDs: tc.available, MustIncludeDeviceIDs: tc.must, AllocationSize: int32(tc.size),

@@ -69,3 +69,34 @@ func (p *Plugin) logPodProblem(entry, previous *podEntry) {
 			"pod", klog.KObj(entry.pod), "problem", entry.problem)
 	}
 }
+
+// podName is a pod's namespace and name, as the kubelet's PodResources API
+// names it.
+type podName struct{ namespace, name string }
+
+// fetchPods adds to the index the named pods it does not know yet, each
+// read by name from the API server. The kubelet names a pod it is admitting
+// through PodResources, and it only admits pods the API server has, so this
+// finds the pod whatever the informer's lag: one Get per missing pod, not a
+// List of the node. A pod not found (deleted meanwhile) or a failed Get is
+// left to the next attempt. It reports whether it added any.
+func (p *Plugin) fetchPods(ctx context.Context, names []podName) bool {
+	added := false
+	for _, n := range names {
+		if len(p.index.byName(n.namespace, n.name)) > 0 {
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, p.tune.refreshTimeout)
+		pod, err := p.client.CoreV1().Pods(n.namespace).Get(gctx, n.name, metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			p.logger.V(2).Info("Reading a pod the kubelet names but the informer has not delivered", "pod", n.namespace+"/"+n.name, "err", err)
+			continue
+		}
+		if pod.Spec.NodeName == p.opts.NodeName && p.index.addIfUnknown(pod) {
+			p.logger.V(2).Info("Added a pod the kubelet names before the informer delivered it", "pod", klog.KObj(pod))
+			added = true
+		}
+	}
+	return added
+}

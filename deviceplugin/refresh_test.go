@@ -9,33 +9,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/tools/record"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
-	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
 // pluginWithLaggingInformer is a plugin whose index holds only indexed,
-// while the API server (the fake clientset) also holds unseen: the state
-// when the kubelet admits a pod the plugin's informer has not delivered.
+// while the API server (the fake clientset) also holds unseen, which the
+// kubelet is admitting: the state when the kubelet admits a pod the
+// plugin's informer has not delivered.
 func pluginWithLaggingInformer(t *testing.T, indexed, unseen []*corev1.Pod) *Plugin {
 	t.Helper()
 	var objects []runtime.Object
 	for _, pod := range slices.Concat(indexed, unseen) {
 		objects = append(objects, pod)
 	}
-	dir := t.TempDir()
-	p, err := New(Options{
-		ResourceName: testResource, NodeName: testNode, DevicePluginDir: dir, StateDir: dir,
-		HookLibrary: "/opt/libtessera-hook.so", Keys: annotations.DefaultKeys(),
-	}, newFakeGPUs(2, 10), fake.NewClientset(objects...), record.NewFakeRecorder(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.tune.matchWait = time.Millisecond
-	for _, pod := range indexed {
-		p.index.upsert(pod)
+	p, kubelet := indexedPluginWithKubelet(t, newFakeGPUs(2, 10), fake.NewClientset(objects...), indexed...)
+	for _, pod := range unseen {
+		kubelet.AddPod(pod)
 	}
 	return p
 }

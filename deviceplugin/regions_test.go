@@ -16,6 +16,12 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
+// TestRegionDirectoryModesMountsAndCleanup: Allocate mounts the
+// allocation's own region (read-write) and limits directory (read-only),
+// renders no limits into the environment, and the resolution links the
+// pod's region path to the allocation's region (for the node metrics);
+// modes are what an unprivileged container needs; stale directories are
+// swept and a deleted pod's are removed.
 func TestRegionDirectoryModesMountsAndCleanup(t *testing.T) {
 	slot := vgpu.SlotID(gpuUUID(0), 0)
 	pod := podSpec("p", time.Now(), testNode, true, testContainer{name: "main", slots: []string{slot}, mem: 2048, cores: 30})
@@ -30,15 +36,17 @@ func TestRegionDirectoryModesMountsAndCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.kubelet.Record(pod, "main", []string{slot})
 
-	dir := filepath.Join(h.opts.StateDir, regionsDirName, "uid-p", "main")
+	alloc := filepath.Join(h.opts.StateDir, allocationsDirName, allocationKey([]string{slot}))
 	wantMounts := map[string]struct {
 		host     string
 		readOnly bool
 	}{
 		ContainerHookLibrary: {h.opts.HookLibrary, true},
 		ContainerPreloadFile: {filepath.Join(h.opts.StateDir, "ld.so.preload"), true},
-		ContainerRegionDir:   {dir, false},
+		ContainerRegionDir:   {filepath.Join(alloc, allocRegionDirName), false},
+		ContainerLimitsDir:   {filepath.Join(alloc, allocLimitsDirName), true},
 	}
 	if len(resp.GetMounts()) != len(wantMounts) {
 		t.Errorf("got %d mounts, want %d", len(resp.GetMounts()), len(wantMounts))
@@ -49,19 +57,39 @@ func TestRegionDirectoryModesMountsAndCleanup(t *testing.T) {
 			t.Errorf("mount %v, want host %q read-only %v", m, want.host, want.readOnly)
 		}
 	}
-	if got := resp.GetEnvs()[hookenv.RegionFile]; got != "/var/run/tessera/usage.region" {
-		t.Errorf("%s = %q", hookenv.RegionFile, got)
+	env := resp.GetEnvs()
+	for name, want := range map[string]string{
+		hookenv.RegionFile: "/var/run/tessera/usage.region", hookenv.LimitsFile: "/var/run/tessera-limits/limits",
+		hookenv.DeviceCount: "1", hookenv.DeviceUUIDVar(0): gpuUUID(0), hookenv.LimitsWaitMS: "60000",
+	} {
+		if env[name] != want {
+			t.Errorf("%s = %q, want %q", name, env[name], want)
+		}
 	}
-	if got := resp.GetEnvs()[hookenv.MemoryLimitVar(0)]; got != "2048" {
-		t.Errorf("memory limit %q, want 2048", got)
+	if !hookenv.ValidAllocationID(env[hookenv.AllocationID]) {
+		t.Errorf("%s = %q, not an allocation ID", hookenv.AllocationID, env[hookenv.AllocationID])
+	}
+	// Allocate cannot know the pod: the limits come only from the file.
+	for _, name := range []string{hookenv.MemoryLimitVar(0), hookenv.CoreLimitVar(0)} {
+		if v, ok := env[name]; ok {
+			t.Errorf("%s = %q in the environment; limits belong in the limits file", name, v)
+		}
+	}
+	l := h.waitLimits(resp)
+	if len(l.Devices) != 1 || l.Devices[0] != (hookenv.DeviceLimit{UUID: gpuUUID(0), MemoryMiB: 2048, CorePercent: 30}) {
+		t.Errorf("limits %+v, want 2048 MiB and 30%% on %s", l, gpuUUID(0))
 	}
 
-	checkMode(t, dir, fs.ModeDir|0o755)
-	checkMode(t, filepath.Dir(dir), fs.ModeDir|0o755)
-	checkMode(t, filepath.Join(dir, regionFileName), 0o666)
+	link := filepath.Join(h.opts.StateDir, regionsDirName, "uid-p", "main")
+	eventually(t, "region link", func() bool { _, err := os.Stat(filepath.Join(link, regionFileName)); return err == nil })
+	checkMode(t, link, fs.ModeSymlink|0o777)
+	checkMode(t, filepath.Join(alloc, allocRegionDirName), fs.ModeDir|0o755)
+	checkMode(t, filepath.Join(alloc, allocLimitsDirName), fs.ModeDir|0o755)
+	checkMode(t, filepath.Join(alloc, allocRegionDirName, regionFileName), 0o666)
+	checkMode(t, filepath.Join(alloc, allocLimitsDirName, limitsFileName), 0o644)
 	checkMode(t, filepath.Join(h.opts.StateDir, "ld.so.preload"), 0o644)
-	if info, err := os.Stat(filepath.Join(dir, regionFileName)); err != nil || info.Size() != 0 {
-		t.Errorf("region file: %v, size %d; want an empty file", err, info.Size())
+	if info, err := os.Stat(filepath.Join(link, regionFileName)); err != nil || info.Size() != 0 {
+		t.Errorf("region file: %v; want an empty file", err)
 	}
 
 	// The initial sweep removed the directory of the pod that was gone.
@@ -75,16 +103,17 @@ func TestRegionDirectoryModesMountsAndCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "periodic sweep", func() bool { _, err := os.Stat(later); return os.IsNotExist(err) })
-	if _, err := os.Stat(dir); err != nil {
-		t.Errorf("the live pod's region directory was swept: %v", err)
+	if _, err := os.Stat(filepath.Join(link, regionFileName)); err != nil {
+		t.Errorf("the live pod's region was swept: %v", err)
 	}
-	// Deleting the pod removes its directories.
+	// Deleting the pod removes its region link and its allocation.
 	if err := h.client.CoreV1().Pods("default").Delete(h.ctx, "p", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "region directory removal", func() bool {
-		_, err := os.Stat(filepath.Dir(dir))
-		return os.IsNotExist(err)
+	eventually(t, "region and allocation removal", func() bool {
+		_, errLink := os.Lstat(filepath.Dir(link))
+		_, errAlloc := os.Stat(alloc)
+		return os.IsNotExist(errLink) && os.IsNotExist(errAlloc)
 	})
 }
 

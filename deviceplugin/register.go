@@ -64,7 +64,7 @@ func (p *Plugin) Registered() bool {
 }
 
 func pluginOptions() *pluginapi.DevicePluginOptions {
-	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}
+	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true, PreStartRequired: true}
 }
 
 // watchPluginDir signals whenever the kubelet socket or the plugin's own

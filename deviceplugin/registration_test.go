@@ -22,8 +22,10 @@ func TestRegistersAndAdvertisesOneDevicePerSlot(t *testing.T) {
 	if got := h.kubelet.Registrations(); got != 1 {
 		t.Errorf("registrations = %d, want 1", got)
 	}
-	if opts := h.kubelet.Options(); !opts.GetGetPreferredAllocationAvailable() || opts.GetPreStartRequired() {
-		t.Errorf("options = %v, want GetPreferredAllocationAvailable only", opts)
+	// PreStartContainer holds each container until its limits are
+	// written; the preference keeps the kubelet on the assigned slots.
+	if opts := h.kubelet.Options(); !opts.GetGetPreferredAllocationAvailable() || !opts.GetPreStartRequired() {
+		t.Errorf("options = %v, want GetPreferredAllocationAvailable and PreStartRequired", opts)
 	}
 	if _, err := os.Stat(filepath.Join(h.opts.DevicePluginDir, SocketName)); err != nil {
 		t.Errorf("plugin socket: %v", err)

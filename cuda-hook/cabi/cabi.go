@@ -66,6 +66,16 @@ const (
 	EnvRegionFile           = C.TESSERA_ENV_REGION_FILE
 	EnvCoreLimitMin         = C.TESSERA_ENV_CORE_LIMIT_MIN
 	EnvCoreLimitMax         = C.TESSERA_ENV_CORE_LIMIT_MAX
+	EnvLimitsFile           = C.TESSERA_ENV_LIMITS_FILE
+	EnvAllocationID         = C.TESSERA_ENV_ALLOCATION_ID
+	EnvLimitsWaitMS         = C.TESSERA_ENV_LIMITS_WAIT_MS
+	EnvLimitsWaitMaxMS      = C.TESSERA_ENV_LIMITS_WAIT_MAX_MS
+	LimitsMagic             = C.TESSERA_LIMITS_MAGIC
+	LimitsMaxBytes          = C.TESSERA_LIMITS_MAX_BYTES
+	LimitsMaxIDLen          = C.TESSERA_LIMITS_MAX_ID_LEN
+	LimitsMaxUUIDLen        = C.TESSERA_LIMITS_MAX_UUID_LEN
+	LimitsMaxReasonLen      = C.TESSERA_LIMITS_MAX_REASON_LEN
+	LimitsMaxMemoryMiB      = C.TESSERA_LIMITS_MAX_MEMORY_MIB
 	RegionMagic             = uint64(C.TESSERA_REGION_MAGIC)
 	RegionVersion           = C.TESSERA_REGION_VERSION
 	RegionMaxDevices        = C.TESSERA_REGION_MAX_DEVICES

@@ -35,4 +35,31 @@
 #define TESSERA_ENV_CORE_LIMIT_MIN 1
 #define TESSERA_ENV_CORE_LIMIT_MAX 100
 
+/* Path of the container's limits file (pkg/hookenv/limits.go is the format's
+ * definition, src/limitsfile.c its C reader). When it is set, memory and core
+ * limits come from that file only, never from the variables above: the
+ * device plugin cannot know them at Allocate, where it renders the
+ * environment, and the node agent writes the file once the kubelet has said
+ * whose allocation it is. */
+#define TESSERA_ENV_LIMITS_FILE "TESSERA_LIMITS_FILE"
+
+/* The allocation ID the limits file must carry to be this container's; a
+ * file with another ID (an earlier allocation of the same slots) is waited
+ * past, never read as this one's. */
+#define TESSERA_ENV_ALLOCATION_ID "TESSERA_ALLOCATION_ID"
+
+/* Milliseconds to wait at CUDA initialisation for this allocation's limits
+ * file (0-TESSERA_ENV_LIMITS_WAIT_MAX_MS). When it runs out, or the file is
+ * malformed or a refusal, every CUDA call fails: never unlimited. */
+#define TESSERA_ENV_LIMITS_WAIT_MS "TESSERA_LIMITS_WAIT_MS"
+#define TESSERA_ENV_LIMITS_WAIT_MAX_MS 600000
+
+/* The limits file's format: first line, and bounds. */
+#define TESSERA_LIMITS_MAGIC "tessera-limits v1"
+#define TESSERA_LIMITS_MAX_BYTES 4096
+#define TESSERA_LIMITS_MAX_ID_LEN 64
+#define TESSERA_LIMITS_MAX_UUID_LEN 96
+#define TESSERA_LIMITS_MAX_REASON_LEN 512
+#define TESSERA_LIMITS_MAX_MEMORY_MIB 1073741824
+
 #endif

@@ -15,6 +15,8 @@ CUresult hook_reserve_again(int dev, uint64_t bytes, int rc)
 {
     struct region *r = &g_hook.region;
     uint64_t limit = g_hook.cfg.mem_limit[dev];
+    if (g_hook.cfg.refused)
+        return CUDA_ERROR_NOT_INITIALIZED;
     if (rc == -1) {
         /* Pools may have handed memory back since we last looked. */
         pool_resync_all();

@@ -21,6 +21,10 @@ CUresult hook_reserve_again(int dev, uint64_t bytes, int rc);
  * Inline: every allocation takes it, and it almost always succeeds at once. */
 static inline CUresult hook_reserve(int dev, uint64_t bytes)
 {
+    /* A refused container has no limit to hold an allocation to: nothing
+     * is allocated at all (start-up said why, once). */
+    if (__builtin_expect(g_hook.cfg.refused, 0))
+        return CUDA_ERROR_NOT_INITIALIZED;
     int rc = region_reserve(&g_hook.region, dev, bytes, g_hook.cfg.mem_limit[dev]);
     return rc == 0 ? CUDA_SUCCESS : hook_reserve_again(dev, bytes, rc);
 }

@@ -13,6 +13,20 @@
 
 #include <string.h>
 
+/* The first call of every CUDA program. A container whose limits did not
+ * arrive (or were refused) fails it, so that the runtime and every driver
+ * call after it fail too: start-up already said why, in one line. The
+ * reservations refuse as well (account.h), for a program that skips it. */
+TESSERA_EXPORT CUresult cuInit(unsigned int flags)
+{
+    __typeof__(&cuInit) real = REAL(cuInit);
+    if (real == NULL)
+        return CUDA_ERROR_NOT_FOUND;
+    if (g_hook.cfg.refused)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    return real(flags);
+}
+
 /* Per device: a lock held from the first reading to the true-up, so that
  * two contexts opening at once in this process cannot mix their readings;
  * and the primary context's references and charge. */

@@ -68,6 +68,11 @@ static int compute_cuda(CUdevice dev)
 int hook_dev_of_cuda(CUdevice dev)
 {
     hook_config();
+    /* Refused: every device is the container's, so that every allocation
+     * and context reaches hook_reserve, which refuses it; -1 would pass it
+     * through unlimited. */
+    if (g_hook.cfg.refused)
+        return 0;
     if (!g_hook.cfg.enforce || dev < 0 || dev >= HOOK_MAX_CUDA_DEVICES)
         return -1;
     /* Cached as ordinal + 2, so that the zero of a fresh table is "unknown". */
@@ -94,6 +99,8 @@ static void find_sole(void)
 int hook_current_dev_slow(void)
 {
     hook_config();
+    if (g_hook.cfg.refused)
+        return 0; /* as in hook_dev_of_cuda */
     if (!g_hook.cfg.enforce)
         return -1;
     if (atomic_load_explicit(&g_hook.sole_dev, memory_order_relaxed) == HOOK_SOLE_UNKNOWN) {

@@ -128,18 +128,49 @@ static int load_fallback(struct tessera_config *cfg, env_lookup_fn get, char *ms
     return 0;
 }
 
+/* The settings of a container whose limits come from a file; any problem
+ * refuses it (see config_load). */
+static void load_file_mode(struct tessera_config *cfg, env_lookup_fn get)
+{
+    const char *id = get(TESSERA_ENV_ALLOCATION_ID);
+    const char *wait = get(TESSERA_ENV_LIMITS_WAIT_MS);
+    char why[256] = "";
+    cfg->limits_path = get(TESSERA_ENV_LIMITS_FILE);
+    cfg->allocation_id = id;
+    if (load_count(cfg, get, why, sizeof(why)) != 0) {
+        cfg->refused = 1;
+        snprintf(cfg->refusal, sizeof(cfg->refusal), "%s", why);
+    } else if (id == NULL || id[0] == '\0' || strlen(id) > TESSERA_LIMITS_MAX_ID_LEN) {
+        cfg->refused = 1;
+        snprintf(cfg->refusal, sizeof(cfg->refusal), "%s is not set or too long",
+                 TESSERA_ENV_ALLOCATION_ID);
+    } else if (parse_u64(wait, 0, TESSERA_ENV_LIMITS_WAIT_MAX_MS, &cfg->limits_wait_ms) != 0) {
+        cfg->refused = 1;
+        snprintf(cfg->refusal, sizeof(cfg->refusal), "%s=%s is not a number of ms in 0-%d",
+                 TESSERA_ENV_LIMITS_WAIT_MS, wait ? wait : "(unset)",
+                 TESSERA_ENV_LIMITS_WAIT_MAX_MS);
+    }
+    for (int i = 0; i < cfg->device_count; i++)
+        load_uuid(cfg, get, i);
+}
+
 int config_load(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t msglen)
 {
     memset(cfg, 0, sizeof(*cfg));
     if (msglen > 0)
         msg[0] = '\0';
-    if (load_count(cfg, get, msg, msglen) != 0)
-        return 1;
     int problems = 0;
-    for (int i = 0; i < cfg->device_count; i++) {
-        problems += load_memory(cfg, get, i, msg, msglen);
-        problems += load_cores(cfg, get, i, msg, msglen);
-        load_uuid(cfg, get, i);
+    const char *file = get(TESSERA_ENV_LIMITS_FILE);
+    if (file != NULL && file[0] != '\0') {
+        load_file_mode(cfg, get);
+    } else {
+        if (load_count(cfg, get, msg, msglen) != 0)
+            return 1;
+        for (int i = 0; i < cfg->device_count; i++) {
+            problems += load_memory(cfg, get, i, msg, msglen);
+            problems += load_cores(cfg, get, i, msg, msglen);
+            load_uuid(cfg, get, i);
+        }
     }
     problems += load_fallback(cfg, get, msg, msglen);
     cfg->region_path = get(TESSERA_ENV_REGION_FILE);

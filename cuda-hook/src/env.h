@@ -19,6 +19,16 @@ struct tessera_config {
     char uuid[TESSERA_REGION_MAX_DEVICES][TESSERA_REGION_UUID_LEN];
     const char *region_path; /* NULL: no shared region */
     uint64_t context_fallback; /* bytes charged for a context that cannot be measured */
+    /* Limits from a file (TESSERA_LIMITS_FILE, limitsfile.h) instead of the
+     * environment: its path, this allocation's ID and how long to wait. */
+    const char *limits_path; /* NULL: limits from the environment */
+    const char *allocation_id;
+    uint64_t limits_wait_ms;
+    /* Set when the container must not use CUDA: its limits did not arrive,
+     * were malformed, or were refused. Every reservation then fails, so
+     * nothing is ever allocated without a limit. refusal says why. */
+    int refused;
+    char refusal[768];
 };
 
 /* getenv, or a stand-in for tests. */
@@ -28,7 +38,10 @@ typedef const char *(*env_lookup_fn)(const char *name);
  * Fills *cfg from the environment. Every problem is described, "; "-separated,
  * in msg (truncated to msglen), for the caller to print once. Returns the
  * number of problems. A missing or invalid device count disables enforcement;
- * a bad per-device value drops only that limit.
+ * a bad per-device value drops only that limit. With TESSERA_LIMITS_FILE set
+ * the limits are not read here (limits_load does, later) and any bad
+ * setting refuses the container instead: that container was meant to have
+ * limits, so passing through would run it unlimited.
  */
 int config_load(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t msglen);
 

@@ -8,6 +8,7 @@
  * that must react to start-up or fork do it themselves (hook_atfork_child,
  * and launch.c publishes its fast path on its first launch).
  */
+#include "limitsfile.h"
 #include "state.h"
 
 #include <dlfcn.h>
@@ -42,6 +43,13 @@ static void config_init(void)
     char msg[1024];
     if (config_load(&g_hook.cfg, env_get, msg, sizeof(msg)) > 0)
         hook_log("%s", msg);
+    /* Before the region is attached: it publishes the limits. The wait is
+     * here, at the first CUDA or NVML call, because shells and other
+     * processes that never touch CUDA must not wait for anything. */
+    if (g_hook.cfg.limits_path != NULL && limits_load(&g_hook.cfg) != 0)
+        hook_log("no GPU limits for this container, every CUDA call fails "
+                 "(CUDA_ERROR_NOT_INITIALIZED): %s",
+                 g_hook.cfg.refusal);
     if (g_hook.cfg.enforce) {
         char why[512] = "";
         if (region_attach(&g_hook.region, &g_hook.cfg, why, sizeof(why)) != 0) {

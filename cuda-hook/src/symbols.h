@@ -16,6 +16,8 @@ enum sym_lib { LIB_CUDA, LIB_NVML };
 /* HOOK_SYMBOLS(W, C): W(name, lib) for a wrapped symbol, C(name, lib) for
  * one that is only called. */
 #define HOOK_SYMBOLS(W, C) \
+    /* Wrapped: initialisation (a refused container's). */    \
+    W(cuInit, LIB_CUDA)                                       \
     /* Wrapped: memory. */                                    \
     W(cuMemAlloc_v2, LIB_CUDA)                                \
     W(cuMemAllocPitch_v2, LIB_CUDA)                           \

@@ -19,6 +19,7 @@ declare -A layer=(
     [env.h]=1 [env.c]=1 [symbols.h]=1 [symbols.c]=1 [table.h]=1 [table.c]=1
     [spin.h]=1 [pacer.h]=1 [pacer.c]=1
     [sample.h]=1 [sample.c]=1
+    [limitsfile.h]=1 [limitsfile.c]=1
     # 2 region: the shared usage region
     [region.h]=2 [region.c]=2 [region_attach.c]=2 [proc.c]=2
     # 3 state: the process-wide state, its start-up and the logger

@@ -81,7 +81,7 @@ check_layers() {
 check_exports
 check_layers
 for t in t_units t_pacer_sim; do run_unit "$t"; done
-for t in t_paths t_dlsym t_kinds t_info t_passthrough t_region_init t_multiproc t_kill t_context t_fork t_core_cap t_busy; do
+for t in t_paths t_dlsym t_kinds t_info t_passthrough t_limits t_region_init t_multiproc t_kill t_context t_fork t_core_cap t_busy; do
     run_hooked "$t"
 done
 rm -rf /tmp/tessera-hook-test.*

@@ -118,6 +118,7 @@ static const struct wrapper_case all[] = {
     {"cuGraphLaunch_ptsz", "cuGraphLaunch", 12000, 2},
     {"cuGetProcAddress", "cuGetProcAddress", 11080, 0},
     {"cuGetProcAddress_v2", "cuGetProcAddress", 12000, 0},
+    {"cuInit", "cuInit", 12000, 0},
 };
 
 /* Every exported wrapper, looked up on the libcuda handle and through

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,7 +46,8 @@ func changedValues() map[string]any {
 		"config": map[string]any{
 			"annotationPrefix": "gpu.example.com",
 			"resources":        map[string]any{"vgpu": "example.com/gpu-share"},
-			"node":             map[string]any{"stateDir": "/data/tessera", "splitCount": 4, "memoryScaling": 1.5},
+			"node": map[string]any{"stateDir": "/data/tessera", "splitCount": 4, "memoryScaling": 1.5,
+				"podResourcesSocket": "/run/kubelet/pod-resources/kubelet.sock", "limitsWait": "90s"},
 		},
 		"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
 		"nodeAgent": map[string]any{
@@ -88,7 +90,8 @@ func TestDefaultRender(t *testing.T) {
 		t.Errorf("node agent does not target GPU nodes: %v %v", spec.Tolerations, spec.NodeSelector)
 	}
 	cfg := tesseraConfig(t, r)
-	if cfg.Keys() != config.Default().Keys() || cfg.Resources != config.Default().Resources || cfg.Node.StateDir != config.Default().Node.StateDir {
+	if def := config.Default(); cfg.Keys() != def.Keys() || cfg.Resources != def.Resources || cfg.Node.StateDir != def.Node.StateDir ||
+		cfg.Node.PodResourcesSocket != def.Node.PodResourcesSocket || cfg.Node.LimitsWait != def.Node.LimitsWait {
 		t.Errorf("default chart config differs from pkg/config's defaults: %+v", cfg)
 	}
 	sched := schedulerConfig(t, r)
@@ -145,10 +148,11 @@ func TestChangedValuesRender(t *testing.T) {
 	}
 	checkNodeName(t, agent)
 	cfg := tesseraConfig(t, r)
-	if cfg.AnnotationPrefix != "gpu.example.com" || cfg.Resources.VGPU != "example.com/gpu-share" || cfg.Node.SplitCount != 4 || cfg.Node.MemoryScaling != 1.5 {
+	if cfg.AnnotationPrefix != "gpu.example.com" || cfg.Resources.VGPU != "example.com/gpu-share" || cfg.Node.SplitCount != 4 || cfg.Node.MemoryScaling != 1.5 ||
+		cfg.Node.PodResourcesSocket != "/run/kubelet/pod-resources/kubelet.sock" || cfg.Node.LimitsWait.Duration != 90*time.Second {
 		t.Errorf("config = %+v", cfg)
 	}
-	checkHostPaths(t, spec, cfg) // the changed stateDir is what is mounted
+	checkHostPaths(t, spec, cfg) // the changed stateDir and socket are what is mounted
 	sched := schedulerConfig(t, r)
 	if *sched.Profiles[0].SchedulerName != "gpu-scheduler" || sched.Extenders[0].Weight != 2 ||
 		sched.Extenders[0].ManagedResources[0].Name != cfg.Resources.VGPU {
@@ -275,7 +279,10 @@ func checkNodeName(t *testing.T, c corev1.Container) {
 func checkHostPaths(t *testing.T, spec corev1.PodSpec, cfg config.Config) {
 	t.Helper()
 	agent := container(t, spec, "node-agent")
-	for _, want := range []string{cfg.Node.DevicePluginDir, cfg.Node.StateDir, filepath.Dir(cfg.Node.HookLibrary)} {
+	// The PodResources socket's directory, not the socket: a restarted
+	// kubelet recreates the socket, which a mount of the file would miss.
+	for _, want := range []string{cfg.Node.DevicePluginDir, cfg.Node.StateDir, filepath.Dir(cfg.Node.HookLibrary),
+		filepath.Dir(cfg.Node.PodResourcesSocket)} {
 		vol := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.HostPath != nil && v.HostPath.Path == want })
 		if vol < 0 {
 			t.Errorf("no hostPath volume for %s", want)

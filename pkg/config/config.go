@@ -61,6 +61,12 @@ type NodeAgent struct {
 	StateDir string `json:"stateDir"`
 	// HookLibrary is the host path of libtessera-hook.so.
 	HookLibrary string `json:"hookLibrary"`
+	// PodResourcesSocket is the kubelet's PodResources API socket, from
+	// which the device plugin learns whose allocation each Allocate was.
+	PodResourcesSocket string `json:"podResourcesSocket"`
+	// LimitsWait is how long the interception library waits, at CUDA
+	// initialisation, for a container's limits before it fails CUDA calls.
+	LimitsWait metav1.Duration `json:"limitsWait"`
 	// HealthRecovery is how long a GPU must be quiet after an Xid error
 	// before it is healthy again; 0 means it stays unhealthy until the
 	// agent restarts.
@@ -95,13 +101,15 @@ func Default() Config {
 		AnnotationPrefix: annotations.DefaultPrefix,
 		HAMi:             defaultHAMi(),
 		Node: NodeAgent{
-			SplitCount:      10,
-			MemoryScaling:   1,
-			GPUBackend:      BackendNVML,
-			DevicePluginDir: "/var/lib/kubelet/device-plugins",
-			StateDir:        "/var/lib/tessera",
-			HookLibrary:     "/usr/local/tessera/lib/libtessera-hook.so",
-			HealthRecovery:  metav1.Duration{Duration: 5 * time.Minute},
+			SplitCount:         10,
+			MemoryScaling:      1,
+			GPUBackend:         BackendNVML,
+			DevicePluginDir:    "/var/lib/kubelet/device-plugins",
+			StateDir:           "/var/lib/tessera",
+			HookLibrary:        "/usr/local/tessera/lib/libtessera-hook.so",
+			PodResourcesSocket: "/var/lib/kubelet/pod-resources/kubelet.sock",
+			LimitsWait:         metav1.Duration{Duration: time.Minute},
+			HealthRecovery:     metav1.Duration{Duration: 5 * time.Minute},
 		},
 	}
 }

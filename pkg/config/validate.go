@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -75,11 +76,15 @@ func (n NodeAgent) validate() []error {
 	}
 	paths := []struct{ field, path string }{
 		{"devicePluginDir", n.DevicePluginDir}, {"stateDir", n.StateDir}, {"hookLibrary", n.HookLibrary},
+		{"podResourcesSocket", n.PodResourcesSocket},
 	}
 	for _, p := range paths {
 		if !strings.HasPrefix(p.path, "/") {
 			errs = append(errs, fmt.Errorf("node.%s: %q is not an absolute path", p.field, p.path))
 		}
+	}
+	if d := n.LimitsWait.Duration; d < 0 || d > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("node.limitsWait: %v is outside 0-10m", d))
 	}
 	if n.HealthRecovery.Duration < 0 {
 		errs = append(errs, fmt.Errorf("node.healthRecovery: %v is negative", n.HealthRecovery.Duration))

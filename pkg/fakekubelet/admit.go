@@ -78,9 +78,17 @@ type ContainerAllocation struct {
 // the resource, init containers first, like the kubelet's device manager:
 // it picks N healthy free devices, asking GetPreferredAllocation first only
 // when more than N are free (and the plugin offers it), then calls
-// Allocate and marks the devices in use by the pod. On failure the pod's
-// devices are released, as the kubelet does for a rejected pod.
+// Allocate and marks the devices in use by the pod. Like the kubelet, it
+// adds the pod to its pod manager (PodResources lists it) before admitting
+// it, records each container's devices once Allocate returned, admits one
+// pod at a time, and then starts the containers: PreStartContainer, when
+// the plugin asks for it, with each container's devices. On failure the
+// pod's devices are released and the pod forgotten, as the kubelet does
+// for a rejected pod.
 func (k *Kubelet) AdmitPod(ctx context.Context, pod *corev1.Pod) ([]ContainerAllocation, error) {
+	k.admitting.Lock()
+	defer k.admitting.Unlock()
+	k.addKnown(pod)
 	var out []ContainerAllocation
 	containers := slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
 	for _, c := range containers {
@@ -95,7 +103,47 @@ func (k *Kubelet) AdmitPod(ctx context.Context, pod *corev1.Pod) ([]ContainerAll
 		}
 		out = append(out, alloc)
 	}
+	if err := k.startContainers(ctx, out); err != nil {
+		k.ReleasePod(pod)
+		return nil, fmt.Errorf("admit pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
 	return out, nil
+}
+
+// startContainers calls PreStartContainer for each allocated container when
+// the plugin's options ask for it, as the kubelet does before it starts a
+// container (by then the allocation is recorded, so PodResources names it).
+func (k *Kubelet) startContainers(ctx context.Context, allocs []ContainerAllocation) error {
+	k.mu.Lock()
+	preStart := k.options.GetPreStartRequired()
+	k.mu.Unlock()
+	if !preStart {
+		return nil
+	}
+	client, err := k.client()
+	if err != nil {
+		return err
+	}
+	for _, a := range allocs {
+		if _, err := client.PreStartContainer(ctx, &pluginapi.PreStartContainerRequest{DevicesIds: a.Devices}); err != nil {
+			return fmt.Errorf("start container %s: PreStartContainer %v: %w", a.Container, a.Devices, err)
+		}
+	}
+	return nil
+}
+
+// PreStartContainer calls the plugin's PreStartContainer with a
+// container's device IDs, as the kubelet does before it starts the
+// container (for tests that allocate and record by hand).
+func (k *Kubelet) PreStartContainer(ctx context.Context, ids []string) error {
+	client, err := k.client()
+	if err != nil {
+		return err
+	}
+	if _, err := client.PreStartContainer(ctx, &pluginapi.PreStartContainerRequest{DevicesIds: ids}); err != nil {
+		return fmt.Errorf("PreStartContainer %v: %w", ids, err)
+	}
+	return nil
 }
 
 func (k *Kubelet) admitContainer(ctx context.Context, pod *corev1.Pod, container string, n int) (ContainerAllocation, error) {
@@ -122,8 +170,24 @@ func (k *Kubelet) admitContainer(ctx context.Context, pod *corev1.Pod, container
 		k.release(func(o string) bool { return o == owner })
 		return alloc, err
 	}
+	k.mu.Lock()
+	hook := k.afterAllocate
+	k.mu.Unlock()
+	if hook != nil {
+		hook(pod, container, chosen)
+	}
+	k.recordDevices(pod.UID, container, chosen)
 	alloc.Devices, alloc.Response = chosen, resp
 	return alloc, nil
+}
+
+// OnAllocated sets a function called after each successful Allocate and
+// before the kubelet records it (so before PodResources names it): tests
+// restart a device plugin there, between Allocate and its resolution.
+func (k *Kubelet) OnAllocated(fn func(pod *corev1.Pod, container string, devices []string)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.afterAllocate = fn
 }
 
 // fillFrom keeps the preferred devices that are free (at most n) and adds
@@ -186,10 +250,13 @@ func (k *Kubelet) release(match func(owner string) bool) {
 	k.notifyLocked()
 }
 
-// ReleasePod frees the devices of a pod, as the kubelet does when a pod
-// terminates.
+// ReleasePod frees the devices of a pod and drops it from the pods that
+// PodResources lists, as the kubelet does when a pod terminates.
 func (k *Kubelet) ReleasePod(pod *corev1.Pod) {
 	prefix := string(pod.UID) + "/"
+	k.mu.Lock()
+	delete(k.known, pod.UID)
+	k.mu.Unlock()
 	k.release(func(owner string) bool { return strings.HasPrefix(owner, prefix) })
 }
 

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
@@ -44,6 +46,20 @@ type Kubelet struct {
 	devices []*pluginapi.Device
 	// inUse maps each allocated device ID to its owner ("<pod UID>/<container>").
 	inUse map[string]string
+	// known are the pods of the pod manager, which PodResources lists;
+	// nextSeq numbers them in the order they were added.
+	known   map[types.UID]*knownPod
+	nextSeq uint64
+	// podResourcesPath is where PodResources is served ("" when not);
+	// podResourcesServer serves it, nil while stopped.
+	podResourcesPath   string
+	podResourcesServer *grpc.Server
+	podResourcesCalls  int
+	// afterAllocate is the OnAllocated hook.
+	afterAllocate func(pod *corev1.Pod, container string, devices []string)
+	// admitting serialises admissions: the kubelet admits one pod at a
+	// time, in its sync loop.
+	admitting sync.Mutex
 	// changed is closed and replaced on every change of the above.
 	changed chan struct{}
 	// wg tracks the goroutines of servers and plugin streams.
@@ -59,7 +75,8 @@ type pluginConn struct {
 
 // Start serves kubelet.sock in dir (which must exist) for resourceName.
 func Start(dir, resourceName string) (*Kubelet, error) {
-	k := &Kubelet{dir: dir, resourceName: resourceName, inUse: map[string]string{}, changed: make(chan struct{})}
+	k := &Kubelet{dir: dir, resourceName: resourceName, inUse: map[string]string{}, known: map[types.UID]*knownPod{},
+		changed: make(chan struct{})}
 	if err := k.serve(); err != nil {
 		return nil, err
 	}
@@ -92,12 +109,15 @@ func (k *Kubelet) serve() error {
 // Stop stops serving and disconnects from the plugin.
 func (k *Kubelet) Stop() {
 	k.mu.Lock()
-	srv, plugin := k.server, k.plugin
-	k.server, k.plugin = nil, nil
+	srv, plugin, podRes := k.server, k.plugin, k.podResourcesServer
+	k.server, k.plugin, k.podResourcesServer = nil, nil, nil
 	k.notifyLocked()
 	k.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
+	}
+	if podRes != nil {
+		podRes.Stop()
 	}
 	if plugin != nil {
 		plugin.close()
@@ -109,8 +129,9 @@ func (k *Kubelet) Stop() {
 // Restart simulates a kubelet restart: it stops, removes every socket in
 // the directory (the kubelet's device manager does so when it starts, which
 // takes the plugin's socket too), forgets the device list and serves a new
-// kubelet.sock. Devices in use are kept, as the kubelet keeps them in its
-// checkpoint.
+// kubelet.sock (and PodResources, if it served it). Devices in use and the
+// pods holding them are kept, as the kubelet keeps them in its checkpoint
+// and finds the running pods again.
 func (k *Kubelet) Restart(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("restart fake kubelet: %w", err)
@@ -131,7 +152,10 @@ func (k *Kubelet) Restart(ctx context.Context) error {
 	k.devices, k.options = nil, nil
 	k.notifyLocked()
 	k.mu.Unlock()
-	return k.serve()
+	if err := k.serve(); err != nil {
+		return err
+	}
+	return k.servePodResources()
 }
 
 func (k *Kubelet) notifyLocked() {
@@ -172,7 +196,12 @@ func (r *registration) Register(_ context.Context, req *pluginapi.RegisterReques
 	old := k.plugin
 	k.plugin = plugin
 	k.registrations++
-	k.devices, k.options = nil, nil
+	// Like the kubelet: the options come with the registration, so a
+	// plugin registering again (after a kubelet restart, it may do so
+	// twice) never leaves a window in which PreStartContainer is skipped;
+	// and the resource keeps its devices until the new ListAndWatch
+	// replaces them, so admissions in between still find them.
+	k.options = req.GetOptions()
 	k.notifyLocked()
 	k.wg.Go(func() { k.follow(ctx, plugin) })
 	k.mu.Unlock()

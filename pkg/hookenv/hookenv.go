@@ -9,6 +9,7 @@ package hookenv
 import (
 	"fmt"
 	"strconv"
+	"time"
 )
 
 const (
@@ -27,6 +28,21 @@ const (
 	// RegionFile is the path, inside the container, of the shared usage
 	// region that every process of the container maps.
 	RegionFile = "TESSERA_REGION_FILE"
+	// LimitsFile is the path, inside the container, of the limits file
+	// (limits.go). When it is set the library takes memory and core limits
+	// from that file only, never from the variables above: the device plugin
+	// cannot know them at Allocate, where it renders the environment.
+	LimitsFile = "TESSERA_LIMITS_FILE"
+	// AllocationID is the ID the limits file must carry to be this
+	// allocation's.
+	AllocationID = "TESSERA_ALLOCATION_ID"
+	// LimitsWaitMS is how long, in milliseconds, the library waits at CUDA
+	// initialisation for the limits file to appear (or to carry this
+	// allocation's ID). When it runs out, CUDA calls fail; they never run
+	// unlimited.
+	LimitsWaitMS = "TESSERA_LIMITS_WAIT_MS"
+	// LimitsWaitMaxMS bounds LimitsWaitMS (10 minutes).
+	LimitsWaitMaxMS = 600000
 )
 
 // MemoryLimitVar names the memory-limit variable of device ordinal i.
@@ -64,6 +80,36 @@ func Env(devices []DeviceLimit, regionFile string) (map[string]string, error) {
 		if d.CorePercent > 0 {
 			env[CoreLimitVar(i)] = strconv.Itoa(d.CorePercent)
 		}
+	}
+	return env, nil
+}
+
+// AllocationEnv renders what Allocate decides from the slot IDs alone: the
+// devices' UUIDs in ordinal order, the region path, and where (and how long
+// to wait) for the limits file with this allocation's ID.
+func AllocationEnv(uuids []string, id, regionFile, limitsFile string, wait time.Duration) (map[string]string, error) {
+	if len(uuids) == 0 || len(uuids) > LimitsMaxDevices {
+		return nil, fmt.Errorf("%d devices, want 1-%d", len(uuids), LimitsMaxDevices)
+	}
+	if !ValidAllocationID(id) {
+		return nil, fmt.Errorf("allocation ID %q is not 1-%d characters [a-z0-9]", id, LimitsMaxIDLen)
+	}
+	ms := wait.Milliseconds()
+	if ms < 0 || ms > LimitsWaitMaxMS {
+		return nil, fmt.Errorf("limits wait %v is outside 0-%dms", wait, LimitsWaitMaxMS)
+	}
+	env := map[string]string{
+		DeviceCount:  strconv.Itoa(len(uuids)),
+		RegionFile:   regionFile,
+		LimitsFile:   limitsFile,
+		AllocationID: id,
+		LimitsWaitMS: strconv.FormatInt(ms, 10),
+	}
+	for i, u := range uuids {
+		if !validUUID(u) {
+			return nil, fmt.Errorf("device %d: UUID %q is not 1-%d characters [A-Za-z0-9-]", i, u, LimitsMaxUUIDLen)
+		}
+		env[DeviceUUIDVar(i)] = u
 	}
 	return env, nil
 }

@@ -25,6 +25,10 @@ func TestContractMatchesC(t *testing.T) {
 		{"MemoryLimitVar(3)", MemoryLimitVar(3), cabi.EnvMemoryLimitPrefix + "3"},
 		{"CoreLimitVar(12)", CoreLimitVar(12), cabi.EnvCoreLimitPrefix + "12"},
 		{"DeviceUUIDVar(0)", DeviceUUIDVar(0), cabi.EnvDeviceUUIDPrefix + "0"},
+		{"LimitsFile", LimitsFile, cabi.EnvLimitsFile},
+		{"AllocationID", AllocationID, cabi.EnvAllocationID},
+		{"LimitsWaitMS", LimitsWaitMS, cabi.EnvLimitsWaitMS},
+		{"LimitsMagic", LimitsMagic, cabi.LimitsMagic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,6 +36,30 @@ func TestContractMatchesC(t *testing.T) {
 				t.Errorf("Go says %q, C says %q", tt.goValue, tt.cValue)
 			}
 		})
+	}
+}
+
+// TestLimitsBoundsMatchC holds the limits file's bounds, which both readers
+// enforce, to the C header's: a file one side accepts and the other refuses
+// would leave a container without its limits.
+func TestLimitsBoundsMatchC(t *testing.T) {
+	tests := []struct {
+		name    string
+		goValue int
+		cValue  int
+	}{
+		{"LimitsWaitMaxMS", LimitsWaitMaxMS, cabi.EnvLimitsWaitMaxMS},
+		{"LimitsMaxBytes", LimitsMaxBytes, cabi.LimitsMaxBytes},
+		{"LimitsMaxIDLen", LimitsMaxIDLen, cabi.LimitsMaxIDLen},
+		{"LimitsMaxUUIDLen", LimitsMaxUUIDLen, cabi.LimitsMaxUUIDLen},
+		{"LimitsMaxReasonLen", LimitsMaxReasonLen, cabi.LimitsMaxReasonLen},
+		{"LimitsMaxMemoryMiB", LimitsMaxMemoryMiB, cabi.LimitsMaxMemoryMiB},
+		{"LimitsMaxDevices", LimitsMaxDevices, cabi.RegionMaxDevices},
+	}
+	for _, tt := range tests {
+		if tt.goValue != tt.cValue {
+			t.Errorf("%s: Go says %d, C says %d", tt.name, tt.goValue, tt.cValue)
+		}
 	}
 }
 

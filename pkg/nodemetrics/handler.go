@@ -12,14 +12,15 @@ import (
 // NewHandler returns the /metrics handler of the node agent: the collector
 // plus Go runtime and process metrics, in a registry of its own (no global
 // registry). A series that fails is left out and the rest is still served,
-// so one bad annotation never blanks a node's metrics.
-func NewHandler(c *Collector) (http.Handler, error) {
+// so one bad annotation never blanks a node's metrics. extra are the node
+// agent's other metrics (the device plugin's).
+func NewHandler(c *Collector, extra ...prometheus.Collector) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	for _, col := range []prometheus.Collector{
+	for _, col := range append([]prometheus.Collector{
 		c,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, extra...) {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register node metrics: %w", err)
 		}

@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/tessera-gpu/tessera/deviceplugin"
-	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -187,8 +186,12 @@ func checkPlacedAndAllocated(t *testing.T, e *env.Env, member string, rs []env.R
 			continue
 		}
 		envs := allocs[0].Response.GetEnvs()
-		if got := envs[hookenv.MemoryLimitVar(0)]; got != strconv.Itoa(env.HeadlineMemoryMiB) {
-			t.Errorf("%s/%s: %s=%q, want %d", member, r.Name, hookenv.MemoryLimitVar(0), got, env.HeadlineMemoryMiB)
+		// The limits file, as the interception library reads it: the
+		// kubelet started the container (PreStartContainer) only once the
+		// node agent had written it.
+		limits, ok, err := deviceplugin.ContainerLimits(allocs[0].Response)
+		if err != nil || !ok || limits.Refused != "" || len(limits.Devices) != 1 || limits.Devices[0].MemoryMiB != int64(env.HeadlineMemoryMiB) {
+			t.Errorf("%s/%s: limits %+v (written %t, %v), want %d MiB", member, r.Name, limits, ok, err, env.HeadlineMemoryMiB)
 		}
 		if got := envs[deviceplugin.VisibleDevicesEnv]; got != c.Devices[0].UUID {
 			t.Errorf("%s/%s: %s=%q, assignment names GPU %s", member, r.Name, deviceplugin.VisibleDevicesEnv, got, c.Devices[0].UUID)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +22,6 @@ import (
 	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
-	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
 	"github.com/tessera-gpu/tessera/test/cluster"
@@ -299,13 +297,20 @@ func checkAllocations(t *testing.T, pod *corev1.Pod, allocs []fakekubelet.Contai
 		}
 		env := alloc.Response.GetEnvs()
 		var uuids []string
-		for i, d := range c.Devices {
+		for _, d := range c.Devices {
 			uuids = append(uuids, d.UUID)
-			if got := env[hookenv.MemoryLimitVar(i)]; got != strconv.FormatInt(d.MemoryMiB, 10) {
-				t.Errorf("pod %s/%s device %d: memory limit %q, assigned %d MiB", pod.Name, c.Name, i, got, d.MemoryMiB)
-			}
-			if d.Cores > 0 && env[hookenv.CoreLimitVar(i)] != strconv.Itoa(d.Cores) {
-				t.Errorf("pod %s/%s device %d: core limit %q, assigned %d%%", pod.Name, c.Name, i, env[hookenv.CoreLimitVar(i)], d.Cores)
+		}
+		// The limits file, as the interception library reads it; the
+		// kubelet started the container (PreStartContainer) once written.
+		limits, ok, err := deviceplugin.ContainerLimits(alloc.Response)
+		if err != nil || !ok || limits.Refused != "" || len(limits.Devices) != len(c.Devices) {
+			t.Errorf("pod %s/%s: limits %+v (written %t, %v), want %d devices", pod.Name, c.Name, limits, ok, err, len(c.Devices))
+		} else {
+			for i, got := range limits.Devices {
+				j := slices.IndexFunc(c.Devices, func(d annotations.AssignedDevice) bool { return d.UUID == got.UUID })
+				if j < 0 || got.MemoryMiB != c.Devices[j].MemoryMiB || got.CorePercent != c.Devices[j].Cores {
+					t.Errorf("pod %s/%s device %d: limits %+v, assigned %+v", pod.Name, c.Name, i, got, c.Devices)
+				}
 			}
 		}
 		if got := env[deviceplugin.VisibleDevicesEnv]; got != strings.Join(uuids, ",") {

@@ -179,9 +179,13 @@ func addGPUNode(ctx context.Context, t *testing.T, client kubernetes.Interface, 
 		t.Fatal(err)
 	}
 	t.Cleanup(n.kubelet.Stop)
+	podResources := filepath.Join(dir, "pr.sock")
+	if err := n.kubelet.ServePodResources(podResources); err != nil {
+		t.Fatal(err)
+	}
 	plugin, err := deviceplugin.New(deviceplugin.Options{
 		ResourceName: resources.VGPU, NodeName: name, DevicePluginDir: dir, StateDir: state,
-		HookLibrary: "/usr/local/tessera/lib/libtessera-hook.so", Keys: keys,
+		HookLibrary: "/usr/local/tessera/lib/libtessera-hook.so", Keys: keys, PodResourcesSocket: podResources,
 	}, staticGPUs(n.gpus), client, &record.FakeRecorder{})
 	if err != nil {
 		t.Fatal(err)

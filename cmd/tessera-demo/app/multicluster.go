@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -15,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/tessera-gpu/tessera/deviceplugin"
-	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -310,7 +310,18 @@ func servedReplica(m *env.Member, r env.Replica) replicaReport {
 		envs := a.Response.GetEnvs()
 		rep.Served = true
 		rep.VisibleDevices = append(rep.VisibleDevices, envs[deviceplugin.VisibleDevicesEnv])
-		rep.MemoryLimits = append(rep.MemoryLimits, envs[hookenv.MemoryLimitVar(0)])
+		// The limits file the node agent wrote once the kubelet named the
+		// container, as the interception library reads it.
+		limit := "none"
+		switch l, ok, err := deviceplugin.ContainerLimits(a.Response); {
+		case err != nil:
+			limit = "unreadable (" + err.Error() + ")"
+		case ok && l.Refused != "":
+			limit = "refused (" + l.Refused + ")"
+		case ok && len(l.Devices) > 0:
+			limit = strconv.FormatInt(l.Devices[0].MemoryMiB, 10)
+		}
+		rep.MemoryLimits = append(rep.MemoryLimits, limit)
 	}
 	return rep
 }

@@ -69,6 +69,7 @@ func RunPreview(ctx context.Context, out io.Writer, opts PreviewOptions) error {
 	cfg.Node.Mock = config.MockNode{Machine: opts.Machine}
 	cfg.Node.DevicePluginDir = filepath.Join(dir, "device-plugins")
 	cfg.Node.StateDir = filepath.Join(dir, "state")
+	cfg.Node.PodResourcesSocket = filepath.Join(dir, "pod-resources.sock")
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
@@ -80,6 +81,11 @@ func RunPreview(ctx context.Context, out io.Writer, opts PreviewOptions) error {
 		return fmt.Errorf("start fake kubelet: %w", err)
 	}
 	defer kubelet.Stop()
+	// The device plugin asks the kubelet's PodResources API whose
+	// allocation is whose, as on a real node.
+	if err := kubelet.ServePodResources(cfg.Node.PodResourcesSocket); err != nil {
+		return fmt.Errorf("serve the fake kubelet's PodResources API: %w", err)
+	}
 	lib, err := gpu.NewMockLibrary(cfg.Node.Mock, opts.NodeName)
 	if err != nil {
 		return err

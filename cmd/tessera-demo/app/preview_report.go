@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
@@ -100,6 +101,24 @@ func (r report) pod(pod *corev1.Pod, allocs []fakekubelet.ContainerAllocation) {
 				mode = "ro"
 			}
 			fmt.Fprintf(r.out, "    mount %s <- %s (%s)\n", m.GetContainerPath(), m.GetHostPath(), mode)
+		}
+		// The limits are not in the environment: the node agent writes
+		// them once the kubelet's PodResources API names the container.
+		switch l, ok, err := deviceplugin.ContainerLimits(a.Response); {
+		case err != nil:
+			fmt.Fprintf(r.out, "    limits unreadable: %v\n", err)
+		case !ok:
+			fmt.Fprintf(r.out, "    limits not written yet\n")
+		case l.Refused != "":
+			fmt.Fprintf(r.out, "    limits refused: %s\n", l.Refused)
+		default:
+			for i, d := range l.Devices {
+				cores := "no core cap"
+				if d.CorePercent > 0 {
+					cores = fmt.Sprintf("%d%% of its cores", d.CorePercent)
+				}
+				fmt.Fprintf(r.out, "    limits file: device %d %s: %d MiB, %s\n", i, d.UUID, d.MemoryMiB, cores)
+			}
 		}
 	}
 }

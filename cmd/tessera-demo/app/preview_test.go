@@ -21,8 +21,9 @@ func TestDemoReport(t *testing.T) {
 		{"every slot advertised", "80 tessera.io/vgpu devices, 80 healthy"},
 		{"memory of 8 A100-40GB in capacity and allocatable", "tessera.io/vgpu-memory: capacity 327680, allocatable 327680"},
 		{"cores of 8 GPUs", "tessera.io/vgpu-cores: capacity 800, allocatable 800"},
-		{"the first pod's memory limit", "TESSERA_MEMORY_LIMIT_MIB_0=10240"},
-		{"the second pod's core limit", "TESSERA_CORE_LIMIT_0=50"},
+		{"the first pod's memory limit, from its limits file", ": 10240 MiB, 30% of its cores"},
+		{"the second pod's core limit, from its limits file", ": 8192 MiB, 50% of its cores"},
+		{"the training pod's limits on both GPUs", "limits file: device 1 "},
 		{"the training pod's two GPUs", "TESSERA_DEVICE_COUNT=2"},
 		{"the sick GPU's slots withdrawn", "80 tessera.io/vgpu devices, 70 healthy"},
 		{"the sick GPU in the annotation", "7 healthy (GPU 7 healthy=false)"},
@@ -34,6 +35,10 @@ func TestDemoReport(t *testing.T) {
 		if !strings.Contains(report, w.text) {
 			t.Errorf("report does not show %s (%q):\n%s", w.what, w.text, report)
 		}
+	}
+	// Allocate cannot know the pod, so no limit is in any environment.
+	if strings.Contains(report, "TESSERA_MEMORY_LIMIT_MIB_") || strings.Contains(report, "TESSERA_CORE_LIMIT_") {
+		t.Errorf("a limit is in a container's environment:\n%s", report)
 	}
 	// The two inference pods share one GPU on distinct slots.
 	var servers []string

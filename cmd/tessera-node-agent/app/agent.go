@@ -69,12 +69,14 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 
 	keys := cfg.Keys()
 	a.plugin, err = deviceplugin.New(deviceplugin.Options{
-		ResourceName:    cfg.Resources.VGPU,
-		NodeName:        opts.NodeName,
-		DevicePluginDir: cfg.Node.DevicePluginDir,
-		StateDir:        cfg.Node.StateDir,
-		HookLibrary:     cfg.Node.HookLibrary,
-		Keys:            keys,
+		ResourceName:       cfg.Resources.VGPU,
+		NodeName:           opts.NodeName,
+		DevicePluginDir:    cfg.Node.DevicePluginDir,
+		StateDir:           cfg.Node.StateDir,
+		HookLibrary:        cfg.Node.HookLibrary,
+		Keys:               keys,
+		PodResourcesSocket: cfg.Node.PodResourcesSocket,
+		LimitsWait:         cfg.Node.LimitsWait.Duration,
 	}, a.tracker, client, recorder)
 	if err != nil {
 		return nil, fmt.Errorf("node agent on %s: %w", opts.NodeName, err)
@@ -105,7 +107,7 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 	}
 	a.podInformers = src.factory
 	if opts.MetricsAddr != "0" {
-		handler, err := newMetricsHandler(opts.NodeName, a.tracker, src)
+		handler, err := newMetricsHandler(opts.NodeName, a.tracker, src, a.plugin.Collectors()...)
 		if err != nil {
 			return nil, err
 		}

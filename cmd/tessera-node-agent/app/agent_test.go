@@ -52,6 +52,7 @@ func newTestSetup(t *testing.T) *testSetup {
 	cfg.Node.Mock = config.MockNode{GPUs: []config.MockGPU{{Model: "A100-SXM4-40GB", Count: 2}}}
 	cfg.Node.DevicePluginDir = filepath.Join(dir, "plugins")
 	cfg.Node.StateDir = filepath.Join(dir, "state")
+	cfg.Node.PodResourcesSocket = filepath.Join(dir, "pr.sock")
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +64,9 @@ func newTestSetup(t *testing.T) *testSetup {
 		t.Fatal(err)
 	}
 	t.Cleanup(kubelet.Stop)
+	if err := kubelet.ServePodResources(cfg.Node.PodResourcesSocket); err != nil {
+		t.Fatal(err)
+	}
 	lib, err := gpu.NewMockLibrary(cfg.Node.Mock, testNode)
 	if err != nil {
 		t.Fatal(err)

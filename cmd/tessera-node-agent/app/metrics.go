@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -56,8 +57,9 @@ func newNodePods(cfg config.Config, node string, client kubernetes.Interface) (*
 }
 
 // newMetricsHandler builds the /metrics handler of the node: the GPUs from
-// tracker, the pods and each container's use from src.
-func newMetricsHandler(node string, gpus nodemetrics.GPUSource, src *nodePods) (http.Handler, error) {
+// tracker, the pods and each container's use from src, and extra
+// collectors (the device plugin's allocation metrics).
+func newMetricsHandler(node string, gpus nodemetrics.GPUSource, src *nodePods, extra ...prometheus.Collector) (http.Handler, error) {
 	collector, err := nodemetrics.New(nodemetrics.Options{
 		NodeName: node,
 		GPUs:     gpus,
@@ -67,7 +69,7 @@ func newMetricsHandler(node string, gpus nodemetrics.GPUSource, src *nodePods) (
 	if err != nil {
 		return nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}
-	handler, err := nodemetrics.NewHandler(collector)
+	handler, err := nodemetrics.NewHandler(collector, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("node metrics of %s: %w", node, err)
 	}

@@ -76,6 +76,7 @@ func (e *Env) startNode(ctx context.Context, m *Member, name string, spec NodeSp
 	cfg.Node.Mock = config.MockNode{GPUs: spec.GPUs}
 	cfg.Node.DevicePluginDir = filepath.Join(dir, "dp")
 	cfg.Node.StateDir = filepath.Join(dir, "state")
+	cfg.Node.PodResourcesSocket = filepath.Join(dir, "pr.sock")
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node %s: configuration: %w", name, err)
 	}
@@ -94,6 +95,12 @@ func (e *Env) startNode(ctx context.Context, m *Member, name string, spec NodeSp
 	devices, err := fakekubelet.Start(cfg.Node.DevicePluginDir, cfg.Resources.VGPU)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: start fake kubelet: %w", name, err)
+	}
+	// The device plugin learns whose allocation is whose from the
+	// kubelet's PodResources API, as on a real node.
+	if err := devices.ServePodResources(cfg.Node.PodResourcesSocket); err != nil {
+		devices.Stop()
+		return nil, fmt.Errorf("node %s: serve PodResources: %w", name, err)
 	}
 	n := &Node{name: name, lib: lib, devices: devices}
 	if n.agent, n.gpus, err = e.startAgent(ctx, m, name, cfg, lib); err != nil {
