@@ -21,7 +21,18 @@ import (
 // (nil while the container holds none).
 func listed(t *testing.T, ctx context.Context, c podresourcesapi.PodResourcesListerClient) map[string][]string {
 	t.Helper()
-	resp, err := c.List(ctx, &podresourcesapi.ListPodResourcesRequest{}, grpc.WaitForReady(true))
+	// A call sent just as the kubelet restarts can meet the old server's
+	// closing connection (Unavailable) before the client has noticed it:
+	// callers retry, as the device plugin's resolver does.
+	var resp *podresourcesapi.ListPodResourcesResponse
+	var err error
+	for try := 0; try < 50; try++ {
+		resp, err = c.List(ctx, &podresourcesapi.ListPodResourcesRequest{}, grpc.WaitForReady(true))
+		if status.Code(err) != codes.Unavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

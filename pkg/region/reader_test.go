@@ -140,13 +140,14 @@ func checkHeld(t *testing.T, d Device, pid int) {
 	if int(p.PID) != pid || p.UsedBytes != d.UsedBytes || p.Launches != 20 {
 		t.Errorf("process %+v, want pid %d holding all usage after 20 launches", p, pid)
 	}
-	// The library settles a launch's GPU time at the next launch, and the
-	// writer waits for each kernel: 19 of its 20 are settled. A measured
-	// time is never below the kernel's (the events bracket it), and may be
-	// above it by the CPU time between the events on a loaded machine.
+	// Busy time is what the pacer charged (cuda-hook/README.md, "Core
+	// limit"): every launch pays the running estimate and a sample is
+	// timed, so over 20 launches from a cold estimate it is near, not at,
+	// the kernels' time (the estimate converges as samples come in); it is
+	// never more than the kernels plus the CPU time between their events.
 	kernel := float64(kernelMicros) / 1e6
-	if d.BusySeconds < 19*kernel*0.99 || d.BusySeconds > 20*kernel*1.5 || p.BusySeconds != d.BusySeconds {
-		t.Errorf("busy %v s (process %v s), want the 19 settled kernels of %v s",
+	if d.BusySeconds < 10*kernel || d.BusySeconds > 20*kernel*1.5 || p.BusySeconds != d.BusySeconds {
+		t.Errorf("busy %v s (process %v s), want about 20 kernels of %v s",
 			d.BusySeconds, p.BusySeconds, kernel)
 	}
 	if since := time.Since(p.LastLaunch); since < 0 || since > time.Minute {

@@ -38,9 +38,9 @@ type Agent struct {
 	// nothing.
 	podInformers informers.SharedInformerFactory
 	// usage writes the Node's gpu-usage annotation; nil when disabled.
-	usage *usagereport.Reporter
-	health       *endpoint // nil when disabled
-	metrics      *endpoint // nil when disabled
+	usage   *usagereport.Reporter
+	health  *endpoint // nil when disabled
+	metrics *endpoint // nil when disabled
 	// liveness answers /healthz and readiness /readyz.
 	liveness, readiness []healthCheck
 }
