@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/tessera-gpu/tessera/deviceplugin"
-	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -244,8 +242,11 @@ func checkOnFreeGPUs(t *testing.T, e *env.Env, rs []env.Replica, freeBefore map[
 			continue
 		}
 		envs := allocs[0].Response.GetEnvs()
-		if got := envs[hookenv.MemoryLimitVar(0)]; got != strconv.FormatInt(want, 10) {
-			t.Errorf("%s: %s=%q, want %d", r.Name, hookenv.MemoryLimitVar(0), got, want)
+		// The limits file the node agent wrote once the kubelet named the
+		// container, as the interception library reads it.
+		limits, ok, err := deviceplugin.ContainerLimits(allocs[0].Response)
+		if err != nil || !ok || limits.Refused != "" || len(limits.Devices) != 1 || limits.Devices[0].MemoryMiB != want {
+			t.Errorf("%s: limits %+v (written %t, %v), want %d MiB", r.Name, limits, ok, err, want)
 		}
 		if got := envs[deviceplugin.VisibleDevicesEnv]; got != uuid {
 			t.Errorf("%s: %s=%q, assignment names %s", r.Name, deviceplugin.VisibleDevicesEnv, got, uuid)

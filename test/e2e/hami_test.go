@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,8 +15,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/config"
-	"github.com/tessera-gpu/tessera/pkg/hookenv"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -271,7 +270,13 @@ func checkHAMiLimits(ctx context.Context, t *testing.T, e *env.Env, ex hamiExamp
 		t.Errorf("%s: kubelet admission seen=%t rejected=%q allocations=%d", ex.file, seen, rejected, len(allocs))
 		return
 	}
-	envs := allocs[0].Response.GetEnvs()
+	// The limits file the node agent wrote once the kubelet named the
+	// container, as the interception library reads it.
+	limits, written, err := deviceplugin.ContainerLimits(allocs[0].Response)
+	if err != nil || !written || limits.Refused != "" || len(limits.Devices) != len(devs) {
+		t.Errorf("%s: limits %+v (written %t, %v), want one per GPU", ex.file, limits, written, err)
+		return
+	}
 	for i, d := range devs {
 		g := gpus[d.UUID]
 		want := ex.expect.MemoryMiB
@@ -282,8 +287,8 @@ func checkHAMiLimits(ctx context.Context, t *testing.T, e *env.Env, ex hamiExamp
 			t.Errorf("%s on %s (%d MiB): assigned %d MiB, %d%% cores; HAMi gives %d MiB, %d%%",
 				ex.file, d.UUID, g.MemoryMiB, d.MemoryMiB, d.Cores, want, ex.expect.Cores)
 		}
-		if got := envs[hookenv.MemoryLimitVar(i)]; got != strconv.FormatInt(want, 10) {
-			t.Errorf("%s: the container was handed %s=%q, HAMi gives %d", ex.file, hookenv.MemoryLimitVar(i), got, want)
+		if got := limits.Devices[i].MemoryMiB; got != want {
+			t.Errorf("%s: the container's limits file gives device %d %d MiB, HAMi gives %d", ex.file, i, got, want)
 		}
 		if ex.expect.Model != "" && !strings.Contains(g.Model, ex.expect.Model) {
 			t.Errorf("%s: GPU %s is a %s, the pod asked for %s", ex.file, d.UUID, g.Model, ex.expect.Model)
