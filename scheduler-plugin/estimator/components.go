@@ -39,12 +39,8 @@ func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.Compon
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
-	sim := newSimulation(view)
-	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
-		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
-	}
-	sets, exact := p.maxSets(ctx, sim, components)
-	if err := ctx.Err(); err != nil {
+	sets, exact, err := p.componentSets(ctx, view, estCtx, components)
+	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
 	if !exact {
@@ -54,6 +50,40 @@ func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.Compon
 		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough GPU or node resources for one set", Name))
 	}
 	return clampInt32(sets), framework.NewResult(framework.Success)
+}
+
+// componentSets is the answer and whether it is exact, memoised by the
+// request's shape while the nodes' state stays (memo.go): the same answer
+// for the same components on the same nodes. In-flight workloads differ
+// from one request to the next and are never memoised.
+func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
+	memoised := p.memo != nil && len(estCtx.AssumedWorkloads) == 0
+	var key []byte
+	if memoised {
+		buf := p.memo.keyBuffer()
+		defer p.memo.keys.Put(buf)
+		var err error
+		key, err = componentsKey(*buf, estCtx.Components)
+		*buf = key
+		if err != nil {
+			return 0, false, err
+		}
+		if a, ok := p.memo.setsAt(key, view.table.epoch); ok {
+			return a.sets, a.exact, nil
+		}
+	}
+	sim := newSimulation(view)
+	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
+		return 0, false, err
+	}
+	sets, exact := p.maxSets(ctx, sim, components)
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	if memoised {
+		p.memo.storeSets(key, &setsAnswer{epoch: view.table.epoch, sets: sets, exact: exact})
+	}
+	return sets, exact, nil
 }
 
 // maxSets is the number of complete sets that fit on the simulated

@@ -13,6 +13,7 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
 	frameworkruntime "github.com/karmada-io/karmada/pkg/estimator/server/framework/runtime"
 	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
@@ -36,8 +37,10 @@ type Plugin struct {
 	cfg          config.Config
 	gpus         GPUStateSource
 	parallelizer parallelize.Parallelizer
-	// lastAlignment is reused while the GPU snapshot and node list stay.
-	lastAlignment atomic.Pointer[alignment]
+	// tables identifies the nodes' state per request (nodetable.go); memo
+	// keeps answers under it (memo.go), nil when WithoutMemo.
+	tables tables
+	memo   *memo
 	// budgetCounter counts component-set answers past the search budget;
 	// logOnce names each such workload in the log once.
 	budgetCounter Counter
@@ -58,7 +61,7 @@ func New(cfg config.Config, gpus GPUStateSource, parallelism int, opts ...Option
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create %s plugin: %w", Name, err)
 	}
-	p := &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism)}
+	p := &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism), memo: newMemo()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -90,6 +93,13 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
+	if len(estCtx.AssumedWorkloads) == 0 && p.memo != nil {
+		total, err := p.estimateMemoised(ctx, view, &req, estCtx.ReplicaRequirements)
+		if err != nil {
+			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+		}
+		return clampInt32(total), framework.NewResult(framework.Success)
+	}
 	var sim *simulation
 	if len(estCtx.AssumedWorkloads) > 0 {
 		// In-flight workloads the scheduler already sent here take their
@@ -104,6 +114,23 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
 	return clampInt32(total), framework.NewResult(framework.Success)
+}
+
+// estimateMemoised is Estimate's sum through the memo. In-flight workloads
+// are not memoised: they change from one request to the next.
+func (p *Plugin) estimateMemoised(ctx context.Context, view *clusterView, req *Requirement, rr *pb.ReplicaRequirements) (int64, error) {
+	buf := p.memo.keyBuffer()
+	defer p.memo.keys.Put(buf)
+	key, err := replicaKey(*buf, rr)
+	*buf = key
+	if err != nil {
+		return 0, err
+	}
+	total := p.memoEstimate(ctx, view, req, key)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return total, nil
 }
 
 // sumOverNodes adds up the per-node minimum over every matching node, in
@@ -139,12 +166,7 @@ func (p *Plugin) view(snapshot *schedcache.Snapshot) (*clusterView, error) {
 		return nil, fmt.Errorf("%s: list snapshot nodes: %w", Name, err)
 	}
 	gpus := p.gpus.Snapshot()
-	aligned := p.lastAlignment.Load()
-	if !aligned.fits(nodes, gpus) {
-		aligned = newAlignment(nodes, gpus)
-		p.lastAlignment.Store(aligned)
-	}
-	return &clusterView{nodes: nodes, gpus: gpus, aligned: aligned}, nil
+	return &clusterView{nodes: nodes, table: p.tables.forList(nodes, gpus)}, nil
 }
 
 func clampInt32(n int64) int32 {
