@@ -44,7 +44,7 @@ func BenchmarkFleet(b *testing.B) {
 func benchFleet(b *testing.B, size int) {
 	c := newChurnCluster(b, 1, size, 4)
 	b.ReportMetric(0, "ns/op") // the parent's own line carries no time
-	c.gpus.Snapshot() // published before weighing the plugin
+	c.gpus.Snapshot()          // published before weighing the plugin
 	gpuBytes := heapGrowth(func() any { return rebuildGPUCache(c) })
 	live := newLiveSnapshots(b, c)
 	shapes := []*pb.ReplicaRequirements{
