@@ -82,6 +82,13 @@ func benchFleet(b *testing.B, size int) {
 	}
 	perNode := func(bytes uint64) float64 { return float64(bytes) / float64(size) }
 
+	// What the server spends per request before any plugin runs: a new
+	// snapshot of Karmada's scheduler cache, as Karmada's estimator takes.
+	b.Run("server_snapshot/quiet", func(b *testing.B) {
+		for b.Loop() {
+			c.snapshot(b, nil)
+		}
+	})
 	b.Run("noderesource/quiet", func(b *testing.B) {
 		live.read(func(s *schedcache.Snapshot) {
 			for b.Loop() {
