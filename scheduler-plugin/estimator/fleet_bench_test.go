@@ -89,6 +89,15 @@ func benchFleet(b *testing.B, size int) {
 			c.snapshot(b, nil)
 		}
 	})
+	// The server's pooled snapshot instead (server/snapshots.go): one
+	// change, then UpdateSnapshot on a snapshot kept from before it.
+	b.Run("server_snapshot_pooled/one_change", func(b *testing.B) {
+		kept := c.snapshot(b, nil)
+		for b.Loop() {
+			c.change()
+			c.snapshot(b, kept)
+		}
+	})
 	b.Run("noderesource/quiet", func(b *testing.B) {
 		live.read(func(s *schedcache.Snapshot) {
 			for b.Loop() {
