@@ -31,6 +31,13 @@ type memo struct {
 	mu       sync.Mutex
 	replicas map[string]*replicaAnswer
 	sets     map[string]*setsAnswer
+	// flights are the component-set answers being computed, one per shape:
+	// concurrent requests for the same shape and epoch wait for it instead
+	// of each computing the same answer.
+	flights map[string]*setsFlight
+	// noGPU holds shapes that ask for no Tessera resource, which the plugin
+	// leaves to Karmada's own (most of a mixed fleet's workloads).
+	noGPU map[string]struct{}
 	// keys recycles the buffers shape keys are encoded into, so that the
 	// question path allocates only where it stores a new shape.
 	keys sync.Pool
@@ -54,7 +61,7 @@ type setsAnswer struct {
 }
 
 func newMemo() *memo {
-	return &memo{replicas: map[string]*replicaAnswer{}, sets: map[string]*setsAnswer{}}
+	return &memo{replicas: map[string]*replicaAnswer{}, sets: map[string]*setsAnswer{}, noGPU: map[string]struct{}{}, flights: map[string]*setsFlight{}}
 }
 
 func (m *memo) keyBuffer() *[]byte {
@@ -86,6 +93,25 @@ func (m *memo) storeReplica(key []byte, a *replicaAnswer) {
 	m.replicas[string(key)] = a
 }
 
+func (m *memo) noGPUs(key []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.noGPU[string(key)]
+	return ok
+}
+
+// storeNoGPUs remembers a shape without Tessera resources; the set starts
+// over when full (maxLoggedWorkloads shapes), as the answer is cheap to
+// find again.
+func (m *memo) storeNoGPUs(key []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.noGPU) >= maxLoggedWorkloads {
+		clear(m.noGPU)
+	}
+	m.noGPU[string(key)] = struct{}{}
+}
+
 func (m *memo) setsAt(key []byte, epoch uint64) (*setsAnswer, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -103,6 +129,43 @@ func (m *memo) storeSets(key []byte, a *setsAnswer) {
 		}
 	}
 	m.sets[string(key)] = a
+}
+
+// setsFlight is one component-set answer being computed at epoch; answer
+// is set before done is closed, and stays nil when the computation was
+// interrupted (the waiters then compute it themselves).
+type setsFlight struct {
+	epoch  uint64
+	done   chan struct{}
+	answer *setsAnswer
+}
+
+// joinSets returns the flight computing the shape at epoch, and whether the
+// caller leads it (and must finish it with landSets).
+func (m *memo) joinSets(key []byte, epoch uint64) (*setsFlight, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f, ok := m.flights[string(key)]; ok && f.epoch == epoch {
+		return f, false
+	}
+	f := &setsFlight{epoch: epoch, done: make(chan struct{})}
+	m.flights[string(key)] = f
+	return f, true
+}
+
+// landSets finishes a flight the caller leads, remembering its answer (nil
+// when interrupted).
+func (m *memo) landSets(key []byte, f *setsFlight, a *setsAnswer) {
+	if a != nil {
+		m.storeSets(key, a)
+	}
+	m.mu.Lock()
+	if m.flights[string(key)] == f {
+		delete(m.flights, string(key))
+	}
+	m.mu.Unlock()
+	f.answer = a
+	close(f.done)
 }
 
 // replicaKey encodes a replica request's shape into buf.

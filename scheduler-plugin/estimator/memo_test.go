@@ -3,6 +3,7 @@ package estimator
 import (
 	"context"
 	"math"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -92,6 +93,12 @@ func TestMemoMatchesExactUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	cpuOnly := replicaRequirements(quantities("cpu", "1"), nil)
+	for range 2 { // decoded, then known by its shape
+		if _, ret := memoised.Estimate(ctx, framework.ReplicaEstimationContext{Snapshot: c.snapshot(t, nil), ReplicaRequirements: cpuOnly}); !ret.IsNoOperation() {
+			t.Fatalf("a request without Tessera resources: %v, want no operation", ret.Reasons())
+		}
+	}
 	var incremental *schedcache.Snapshot
 	for batch := range 150 {
 		changes := 1 + c.rng.IntN(6)
@@ -133,5 +140,68 @@ func TestMemoMatchesExactUnderChurn(t *testing.T) {
 				t.Fatalf("batch %d %s: memoised %d sets, exact %d", batch, s.name, got, want)
 			}
 		}
+	}
+}
+
+// TestMemoConcurrentChurn has callers share the memo and node table while
+// changes go on (run it with -race), then checks the answers once the
+// cluster is quiet: whatever concurrent callers left in the memo must
+// still be exact.
+func TestMemoConcurrentChurn(t *testing.T) {
+	c := newChurnCluster(t, 9, 200, 4)
+	p, err := New(config.Default(), c.gpus, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := []*pb.ReplicaRequirements{
+		replicaRequirements(quantities(resVGPU, "1", resMemory, "16384", "cpu", "1"), nil),
+		replicaRequirements(quantities(resVGPU, "2", resMemory, "40960", "cpu", "2"), &pb.NodeClaim{NodeSelector: map[string]string{"zone": "a"}}),
+	}
+	set := []*pb.Component{comp("launcher", 1, quantities("cpu", "1")), comp("worker", 4, quantities(resVGPU, "1", resMemory, "40960"))}
+	live := newLiveSnapshots(t, c)
+	ctx := context.Background()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				live.read(func(s *schedcache.Snapshot) {
+					if (g+n)%3 == 0 {
+						p.EstimateComponents(ctx, framework.ComponentEstimationContext{Snapshot: s, Components: set})
+						return
+					}
+					p.Estimate(ctx, framework.ReplicaEstimationContext{Snapshot: s, ReplicaRequirements: shapes[(g+n)%len(shapes)]})
+				})
+			}
+		}()
+	}
+	for range 300 {
+		c.change()
+		live.publish(t, c)
+	}
+	close(done)
+	wg.Wait()
+
+	snapshot := c.snapshot(t, nil)
+	for i, rr := range shapes {
+		got, _ := p.Estimate(ctx, framework.ReplicaEstimationContext{Snapshot: snapshot, ReplicaRequirements: rr})
+		if want := exactSum(t, snapshot, c.gpus.Snapshot(), rr); got != want {
+			t.Errorf("shape %d: memoised %d, exact %d", i, got, want)
+		}
+	}
+	reference, err := New(config.Default(), c.gpus, 2, WithoutMemo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := reference.EstimateComponents(ctx, framework.ComponentEstimationContext{Snapshot: snapshot, Components: set})
+	if got, _ := p.EstimateComponents(ctx, framework.ComponentEstimationContext{Snapshot: snapshot, Components: set}); got != want {
+		t.Errorf("sets: memoised %d, exact %d", got, want)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"math"
 	"sync/atomic"
 
-	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
 	frameworkruntime "github.com/karmada-io/karmada/pkg/estimator/server/framework/runtime"
 	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
@@ -82,23 +81,19 @@ func (p *Plugin) Name() string { return Name }
 
 // Estimate answers MaxAvailableReplicas for one replica template.
 func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
+	if len(estCtx.AssumedWorkloads) == 0 && p.memo != nil {
+		return p.estimateMemoised(ctx, estCtx)
+	}
 	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
 	if !req.AsksForGPUs {
-		return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
+		return noTesseraResources()
 	}
 	view, err := p.view(estCtx.Snapshot)
 	if err != nil {
 		return 0, framework.AsResult(err)
-	}
-	if len(estCtx.AssumedWorkloads) == 0 && p.memo != nil {
-		total, err := p.estimateMemoised(ctx, view, &req, estCtx.ReplicaRequirements)
-		if err != nil {
-			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
-		}
-		return clampInt32(total), framework.NewResult(framework.Success)
 	}
 	var sim *simulation
 	if len(estCtx.AssumedWorkloads) > 0 {
@@ -116,21 +111,46 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 	return clampInt32(total), framework.NewResult(framework.Success)
 }
 
-// estimateMemoised is Estimate's sum through the memo. In-flight workloads
-// are not memoised: they change from one request to the next.
-func (p *Plugin) estimateMemoised(ctx context.Context, view *clusterView, req *Requirement, rr *pb.ReplicaRequirements) (int64, error) {
+func noTesseraResources() (int32, *framework.Result) {
+	return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
+}
+
+// estimateMemoised is Estimate through the memo (in-flight workloads change
+// from one request to the next and are never memoised). The shape is
+// looked up before the request is decoded: an answered shape, or one known
+// to ask for no Tessera resource, costs the node table's check and no
+// decoding; a shape asking for none does not even read the nodes.
+func (p *Plugin) estimateMemoised(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
 	buf := p.memo.keyBuffer()
 	defer p.memo.keys.Put(buf)
-	key, err := replicaKey(*buf, rr)
+	key, err := replicaKey(*buf, estCtx.ReplicaRequirements)
 	*buf = key
 	if err != nil {
-		return 0, err
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	total := p.memoEstimate(ctx, view, req, key)
+	if p.memo.noGPUs(key) {
+		return noTesseraResources()
+	}
+	view, err := p.view(estCtx.Snapshot)
+	if err != nil {
+		return 0, framework.AsResult(err)
+	}
+	if a := p.memo.replica(key); a != nil && a.epoch == view.table.epoch {
+		return clampInt32(a.total), framework.NewResult(framework.Success)
+	}
+	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
+	if err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	if !req.AsksForGPUs {
+		p.memo.storeNoGPUs(key)
+		return noTesseraResources()
+	}
+	total := p.memoEstimate(ctx, view, &req, key)
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	return total, nil
+	return clampInt32(total), framework.NewResult(framework.Success)
 }
 
 // sumOverNodes adds up the per-node minimum over every matching node, in
