@@ -55,7 +55,7 @@ func BenchmarkEstimate(b *testing.B) {
 	// The first estimate after the GPU state changed also rebuilds the
 	// position-to-node alignment (one map lookup per node).
 	b.Run("tessera_after_change", func(b *testing.B) {
-		runEstimate(b, tessera, estCtx, func() { tessera.lastAlignment.Store(nil) })
+		runEstimate(b, tessera, estCtx, func() { tessera.tables.last.Store(nil) })
 	})
 }
 

@@ -39,12 +39,8 @@ func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.Compon
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
-	sim := newSimulation(view)
-	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
-		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
-	}
-	sets, exact := p.maxSets(ctx, sim, components)
-	if err := ctx.Err(); err != nil {
+	sets, exact, err := p.componentSets(ctx, view, estCtx, components)
+	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
 	if !exact {
@@ -54,6 +50,63 @@ func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.Compon
 		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough GPU or node resources for one set", Name))
 	}
 	return clampInt32(sets), framework.NewResult(framework.Success)
+}
+
+// componentSets is the answer and whether it is exact, memoised by the
+// request's shape while the nodes' state stays (memo.go): the same answer
+// for the same components on the same nodes. Concurrent requests for the
+// same shape and state wait for one computation. In-flight workloads differ
+// from one request to the next and are never memoised.
+func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
+	memoised := p.memo != nil && len(estCtx.AssumedWorkloads) == 0
+	var key []byte
+	if memoised {
+		buf := p.memo.keyBuffer()
+		defer p.memo.keys.Put(buf)
+		var err error
+		key, err = componentsKey(*buf, estCtx.Components)
+		*buf = key
+		if err != nil {
+			return 0, false, err
+		}
+		if a, ok := p.memo.setsAt(key, view.table.epoch); ok {
+			return a.sets, a.exact, nil
+		}
+		f, leader := p.memo.joinSets(key, view.table.epoch)
+		if !leader {
+			select {
+			case <-f.done:
+				if f.answer != nil {
+					return f.answer.sets, f.answer.exact, nil
+				}
+				// The leader was interrupted: compute it here.
+			case <-ctx.Done():
+				return 0, false, ctx.Err()
+			}
+		} else {
+			var answer *setsAnswer
+			defer func() { p.memo.landSets(key, f, answer) }()
+			sets, exact, err := p.computeSets(ctx, view, estCtx, components)
+			if err == nil {
+				answer = &setsAnswer{epoch: view.table.epoch, sets: sets, exact: exact}
+			}
+			return sets, exact, err
+		}
+	}
+	return p.computeSets(ctx, view, estCtx, components)
+}
+
+// computeSets is the component-set answer computed from the nodes.
+func (p *Plugin) computeSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
+	sim := newSimulation(view)
+	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
+		return 0, false, err
+	}
+	sets, exact := p.maxSets(ctx, sim, components)
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	return sets, exact, nil
 }
 
 // maxSets is the number of complete sets that fit on the simulated

@@ -7,65 +7,23 @@ import (
 	schedulerframework "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework"
 
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
-	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
 )
 
 // clusterView pairs the nodes of Karmada's scheduler snapshot (ordinary
 // resources, labels, taints: exactly what Karmada's own plugins see) with
-// the GPU state of the same nodes from the GPU cache.
+// the GPU state of the same nodes from the GPU cache, by position.
 type clusterView struct {
 	nodes []*schedulerframework.NodeInfo
-	gpus  *gpucache.Snapshot
-	// aligned is the GPU state by position in nodes, when known.
-	aligned *alignment
+	table *nodeTable
 }
 
 // devices returns node i's GPUs; nil for a node that has none, that the GPU
 // cache has not seen yet, or whose inventory does not decode.
 func (v *clusterView) devices(i int) []vgpu.DeviceState {
-	node := v.nodes[i].Node()
-	if node == nil {
-		return nil
+	if s := v.table.devices(i); s != nil {
+		return s.Devices
 	}
-	if a := v.aligned; a != nil && a.names[i] == node.Name {
-		if s := a.states[i]; s != nil {
-			return s.Devices
-		}
-		return nil
-	}
-	g, ok := v.gpus.Node(node.Name)
-	if !ok {
-		return nil
-	}
-	return g.Devices
-}
-
-// alignment is the GPU state of each position of a node list. Karmada's
-// snapshot lists nodes in the same order from one request to the next while
-// the cluster's node set is unchanged, and node names are the informer's own
-// strings, so checking a position costs a pointer comparison where a map
-// lookup would hash the name and miss the cache.
-type alignment struct {
-	gpus   *gpucache.Snapshot
-	names  []string
-	states []*gpucache.NodeGPUs
-}
-
-func newAlignment(nodes []*schedulerframework.NodeInfo, gpus *gpucache.Snapshot) *alignment {
-	a := &alignment{gpus: gpus, names: make([]string, len(nodes)), states: make([]*gpucache.NodeGPUs, len(nodes))}
-	for i, ni := range nodes {
-		if node := ni.Node(); node != nil {
-			a.names[i] = node.Name
-			a.states[i], _ = gpus.Node(node.Name)
-		}
-	}
-	return a
-}
-
-// fits reports whether the alignment was made for this GPU snapshot and a
-// node list of this length; positions are still checked one by one.
-func (a *alignment) fits(nodes []*schedulerframework.NodeInfo, gpus *gpucache.Snapshot) bool {
-	return a != nil && a.gpus == gpus && len(a.names) == len(nodes)
+	return nil
 }
 
 // matches reports whether a replica may land on the node at all: node

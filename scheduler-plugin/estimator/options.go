@@ -14,6 +14,12 @@ func WithSetSearchBudgetCounter(c Counter) Option {
 	return func(p *Plugin) { p.budgetCounter = c }
 }
 
+// WithoutMemo makes the plugin compute every answer from the nodes, as
+// before answers were memoised: the reference the memo is tested against.
+func WithoutMemo() Option {
+	return func(p *Plugin) { p.memo = nil }
+}
+
 // maxLoggedWorkloads bounds the memory of onceSet: when it is full it
 // starts over, so a long-running estimator logs a workload again after
 // this many others, rather than growing without bound.

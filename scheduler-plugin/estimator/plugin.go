@@ -36,8 +36,10 @@ type Plugin struct {
 	cfg          config.Config
 	gpus         GPUStateSource
 	parallelizer parallelize.Parallelizer
-	// lastAlignment is reused while the GPU snapshot and node list stay.
-	lastAlignment atomic.Pointer[alignment]
+	// tables identifies the nodes' state per request (nodetable.go); memo
+	// keeps answers under it (memo.go), nil when WithoutMemo.
+	tables tables
+	memo   *memo
 	// budgetCounter counts component-set answers past the search budget;
 	// logOnce names each such workload in the log once.
 	budgetCounter Counter
@@ -58,7 +60,7 @@ func New(cfg config.Config, gpus GPUStateSource, parallelism int, opts ...Option
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create %s plugin: %w", Name, err)
 	}
-	p := &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism)}
+	p := &Plugin{cfg: cfg, gpus: gpus, parallelizer: parallelize.NewParallelizer(parallelism), memo: newMemo()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -79,12 +81,15 @@ func (p *Plugin) Name() string { return Name }
 
 // Estimate answers MaxAvailableReplicas for one replica template.
 func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
+	if len(estCtx.AssumedWorkloads) == 0 && p.memo != nil {
+		return p.estimateMemoised(ctx, estCtx)
+	}
 	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
 	if !req.AsksForGPUs {
-		return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
+		return noTesseraResources()
 	}
 	view, err := p.view(estCtx.Snapshot)
 	if err != nil {
@@ -100,6 +105,48 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 		}
 	}
 	total := p.sumOverNodes(ctx, view, sim, &req)
+	if err := ctx.Err(); err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	return clampInt32(total), framework.NewResult(framework.Success)
+}
+
+func noTesseraResources() (int32, *framework.Result) {
+	return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
+}
+
+// estimateMemoised is Estimate through the memo (in-flight workloads change
+// from one request to the next and are never memoised). The shape is
+// looked up before the request is decoded: an answered shape, or one known
+// to ask for no Tessera resource, costs the node table's check and no
+// decoding; a shape asking for none does not even read the nodes.
+func (p *Plugin) estimateMemoised(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
+	buf := p.memo.keyBuffer()
+	defer p.memo.keys.Put(buf)
+	key, err := replicaKey(*buf, estCtx.ReplicaRequirements)
+	*buf = key
+	if err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	if p.memo.noGPUs(key) {
+		return noTesseraResources()
+	}
+	view, err := p.view(estCtx.Snapshot)
+	if err != nil {
+		return 0, framework.AsResult(err)
+	}
+	if a := p.memo.replica(key); a != nil && a.epoch == view.table.epoch {
+		return clampInt32(a.total), framework.NewResult(framework.Success)
+	}
+	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
+	if err != nil {
+		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+	}
+	if !req.AsksForGPUs {
+		p.memo.storeNoGPUs(key)
+		return noTesseraResources()
+	}
+	total := p.memoEstimate(ctx, view, &req, key)
 	if err := ctx.Err(); err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
@@ -139,12 +186,7 @@ func (p *Plugin) view(snapshot *schedcache.Snapshot) (*clusterView, error) {
 		return nil, fmt.Errorf("%s: list snapshot nodes: %w", Name, err)
 	}
 	gpus := p.gpus.Snapshot()
-	aligned := p.lastAlignment.Load()
-	if !aligned.fits(nodes, gpus) {
-		aligned = newAlignment(nodes, gpus)
-		p.lastAlignment.Store(aligned)
-	}
-	return &clusterView{nodes: nodes, gpus: gpus, aligned: aligned}, nil
+	return &clusterView{nodes: nodes, table: p.tables.forList(nodes, gpus)}, nil
 }
 
 func clampInt32(n int64) int32 {

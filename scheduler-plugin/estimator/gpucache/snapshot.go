@@ -29,7 +29,11 @@ type NodeGPUs struct {
 // Snapshot is a consistent, immutable view of every known node's GPUs.
 type Snapshot struct {
 	version uint64
-	nodes   map[string]*NodeGPUs
+	// slots and states are the cache's slot numbering and the state by slot
+	// (nil: no node, or no state); count is the non-nil states.
+	slots  *slotNames
+	states []*NodeGPUs
+	count  int
 	// summary is computed on first use: estimates never need it.
 	summaryOnce sync.Once
 	summary     Summary
@@ -62,8 +66,41 @@ func (s *Snapshot) Node(name string) (*NodeGPUs, bool) {
 	if s == nil {
 		return nil, false
 	}
-	n, ok := s.nodes[name]
-	return n, ok
+	slot, ok := s.slots.slotOf[name]
+	if !ok {
+		return nil, false
+	}
+	n := s.states[slot]
+	return n, n != nil
+}
+
+// Slot is the name's slot in this snapshot's lineage; the node may have no
+// state at it (deleted, or not seen yet).
+func (s *Snapshot) Slot(name string) (int32, bool) {
+	if s == nil {
+		return 0, false
+	}
+	slot, ok := s.slots.slotOf[name]
+	return slot, ok
+}
+
+// AtSlot is the state at a slot of this snapshot's lineage; nil when none.
+func (s *Snapshot) AtSlot(slot int32) *NodeGPUs {
+	if s == nil || slot < 0 || int(slot) >= len(s.states) {
+		return nil
+	}
+	return s.states[slot]
+}
+
+// Lineage identifies the snapshot's slot numbering: a slot names the same
+// node in every snapshot of one lineage. SlotNames orders the lineage's
+// name sets (the second value): where both are equal, Slot answers the
+// same for every name.
+func (s *Snapshot) Lineage() (*Lineage, uint64) {
+	if s == nil {
+		return nil, 0
+	}
+	return s.slots.lineage, s.slots.version
 }
 
 // Len is the number of nodes in the snapshot.
@@ -71,7 +108,7 @@ func (s *Snapshot) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.nodes)
+	return s.count
 }
 
 // Summary returns the aggregates of the snapshot.
@@ -79,7 +116,7 @@ func (s *Snapshot) Summary() Summary {
 	if s == nil {
 		return Summary{}
 	}
-	s.summaryOnce.Do(func() { s.summary = summarize(s.nodes) })
+	s.summaryOnce.Do(func() { s.summary = summarize(s.states) })
 	return s.summary
 }
 
@@ -92,9 +129,11 @@ func (s *Snapshot) Models() []gpustate.ModelSummary {
 		return nil
 	}
 	s.modelsOnce.Do(func() {
-		nodes := make([][]vgpu.DeviceState, 0, len(s.nodes))
-		for _, n := range s.nodes {
-			nodes = append(nodes, n.Devices)
+		nodes := make([][]vgpu.DeviceState, 0, s.count)
+		for _, n := range s.states {
+			if n != nil {
+				nodes = append(nodes, n.Devices)
+			}
 		}
 		s.models = gpustate.SummarizeModels("", nodes)
 	})
@@ -104,16 +143,26 @@ func (s *Snapshot) Models() []gpustate.ModelSummary {
 // NewSnapshot builds a snapshot from node states directly, for callers that
 // do not run informers (tests, benchmarks, one-shot tools).
 func NewSnapshot(nodes []*NodeGPUs, takenAt time.Time) *Snapshot {
-	m := make(map[string]*NodeGPUs, len(nodes))
+	slots := &slotNames{lineage: &Lineage{}, slotOf: make(map[string]int32, len(nodes))}
+	states := make([]*NodeGPUs, 0, len(nodes))
 	for _, n := range nodes {
-		m[n.Name] = n
+		if slot, ok := slots.slotOf[n.Name]; ok { // the last one wins, as a map would have it
+			states[slot] = n
+			continue
+		}
+		slots.slotOf[n.Name] = int32(len(states))
+		states = append(states, n)
 	}
-	return &Snapshot{nodes: m, TakenAt: takenAt}
+	return &Snapshot{slots: slots, states: states, count: len(states), TakenAt: takenAt}
 }
 
-func summarize(nodes map[string]*NodeGPUs) Summary {
-	s := Summary{Nodes: len(nodes), LargestPlaceableMiB: map[string]int64{}}
-	for _, n := range nodes {
+func summarize(states []*NodeGPUs) Summary {
+	s := Summary{LargestPlaceableMiB: map[string]int64{}}
+	for _, n := range states {
+		if n == nil {
+			continue
+		}
+		s.Nodes++
 		if n.InventoryErr != nil {
 			s.NodesWithBadInventory++
 		}

@@ -40,6 +40,7 @@ func (s *Server) MaxAvailableReplicas(ctx context.Context, request *pb.MaxAvaila
 		if err != nil {
 			return nil, err
 		}
+		defer s.snapshots.release(snapshot)
 		return estimateReplicas(ctx, s.framework, snapshot, request, s.cfg.Tessera)
 	})
 }
@@ -78,8 +79,12 @@ func (s *Server) MaxAvailableComponentSets(ctx context.Context, request *pb.MaxA
 			return nil, err
 		}
 		snapshot, err := s.snapshot()
-		if err != nil || snapshot.NumNodes() == 0 {
+		if err != nil {
 			return &pb.MaxAvailableComponentSetsResponse{}, err
+		}
+		defer s.snapshots.release(snapshot)
+		if snapshot.NumNodes() == 0 {
+			return &pb.MaxAvailableComponentSetsResponse{}, nil
 		}
 		estCtx := framework.ComponentEstimationContext{Snapshot: snapshot, Components: request.GetComponents(), Namespace: request.GetNamespace()}
 		if features.FeatureGate.Enabled(features.SchedulingOvercommitProtection) {
@@ -147,12 +152,12 @@ func (s *Server) checkComponents(components []*pb.Component) error {
 	return nil
 }
 
-// snapshot takes Karmada's scheduler-cache snapshot, as Karmada's server
-// does for every request.
+// snapshot takes an up-to-date snapshot of Karmada's scheduler cache for
+// one request (snapshots.go); the caller releases it when done.
 func (s *Server) snapshot() (*schedcache.Snapshot, error) {
-	snapshot := schedcache.NewEmptySnapshot()
-	if err := s.schedCache.UpdateSnapshot(snapshot); err != nil {
-		return nil, status.Errorf(codes.Internal, "snapshot the scheduler cache: %v", err)
+	snapshot, err := s.snapshots.acquire()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
 	return snapshot, nil
 }

@@ -1,0 +1,239 @@
+package estimator
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/karmada-io/karmada/pkg/estimator/pb"
+)
+
+// maxMemoShapes bounds how many request shapes keep memoised answers, per
+// kind (replicas, component sets): a replica shape holds 4 bytes per node.
+// When full, an arbitrary shape is dropped; it is recomputed when asked again.
+const maxMemoShapes = 64
+
+// incrementalShare is the largest share of the nodes that is recomputed one
+// by one; beyond it one full parallel pass is cheaper than the copy and the
+// scattered reads.
+const incrementalShare = 8
+
+// memo keeps answers by request shape under the node table's epoch they
+// were computed at (nodetable.go). A shape is the request's deterministic
+// protobuf encoding, so two requests share an answer only if every field
+// that could change it is equal; quantities spelled differently ("1" and
+// "1000m") merely miss.
+type memo struct {
+	mu       sync.Mutex
+	replicas map[string]*replicaAnswer
+	sets     map[string]*setsAnswer
+	// flights are the component-set answers being computed, one per shape:
+	// concurrent requests for the same shape and epoch wait for it instead
+	// of each computing the same answer.
+	flights map[string]*setsFlight
+	// noGPU holds shapes that ask for no Tessera resource, which the plugin
+	// leaves to Karmada's own (most of a mixed fleet's workloads).
+	noGPU map[string]struct{}
+	// keys recycles the buffers shape keys are encoded into, so that the
+	// question path allocates only where it stores a new shape.
+	keys sync.Pool
+}
+
+// replicaAnswer is one shape's per-position copies (each clamped to
+// MaxInt32, as the sum clamps them) and their total at epoch. Immutable.
+type replicaAnswer struct {
+	epoch  uint64
+	copies []int32
+	total  int64
+}
+
+// setsAnswer is one component-set shape's answer at epoch. Immutable. Sets
+// answers are not brought up to date node by node: the greedy pass and the
+// search read the whole cluster.
+type setsAnswer struct {
+	epoch uint64
+	sets  int64
+	exact bool
+}
+
+func newMemo() *memo {
+	return &memo{replicas: map[string]*replicaAnswer{}, sets: map[string]*setsAnswer{}, noGPU: map[string]struct{}{}, flights: map[string]*setsFlight{}}
+}
+
+func (m *memo) keyBuffer() *[]byte {
+	if b, ok := m.keys.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 512)
+	return &b
+}
+
+func (m *memo) replica(key []byte) *replicaAnswer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.replicas[string(key)]
+}
+
+func (m *memo) storeReplica(key []byte, a *replicaAnswer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.replicas[string(key)]; ok && old.epoch > a.epoch {
+		return // a newer answer is there already
+	}
+	if _, ok := m.replicas[string(key)]; !ok && len(m.replicas) >= maxMemoShapes {
+		for k := range m.replicas {
+			delete(m.replicas, k)
+			break
+		}
+	}
+	m.replicas[string(key)] = a
+}
+
+func (m *memo) noGPUs(key []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.noGPU[string(key)]
+	return ok
+}
+
+// storeNoGPUs remembers a shape without Tessera resources; the set starts
+// over when full (maxLoggedWorkloads shapes), as the answer is cheap to
+// find again.
+func (m *memo) storeNoGPUs(key []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.noGPU) >= maxLoggedWorkloads {
+		clear(m.noGPU)
+	}
+	m.noGPU[string(key)] = struct{}{}
+}
+
+func (m *memo) setsAt(key []byte, epoch uint64) (*setsAnswer, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.sets[string(key)]
+	return a, ok && a.epoch == epoch
+}
+
+func (m *memo) storeSets(key []byte, a *setsAnswer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.sets[string(key)]; !ok && len(m.sets) >= maxMemoShapes {
+		for k := range m.sets {
+			delete(m.sets, k)
+			break
+		}
+	}
+	m.sets[string(key)] = a
+}
+
+// setsFlight is one component-set answer being computed at epoch; answer
+// is set before done is closed, and stays nil when the computation was
+// interrupted (the waiters then compute it themselves).
+type setsFlight struct {
+	epoch  uint64
+	done   chan struct{}
+	answer *setsAnswer
+}
+
+// joinSets returns the flight computing the shape at epoch, and whether the
+// caller leads it (and must finish it with landSets).
+func (m *memo) joinSets(key []byte, epoch uint64) (*setsFlight, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f, ok := m.flights[string(key)]; ok && f.epoch == epoch {
+		return f, false
+	}
+	f := &setsFlight{epoch: epoch, done: make(chan struct{})}
+	m.flights[string(key)] = f
+	return f, true
+}
+
+// landSets finishes a flight the caller leads, remembering its answer (nil
+// when interrupted).
+func (m *memo) landSets(key []byte, f *setsFlight, a *setsAnswer) {
+	if a != nil {
+		m.storeSets(key, a)
+	}
+	m.mu.Lock()
+	if m.flights[string(key)] == f {
+		delete(m.flights, string(key))
+	}
+	m.mu.Unlock()
+	f.answer = a
+	close(f.done)
+}
+
+// replicaKey encodes a replica request's shape into buf.
+func replicaKey(buf []byte, rr *pb.ReplicaRequirements) ([]byte, error) {
+	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf[:0], rr)
+	if err != nil {
+		return buf, fmt.Errorf("encode the request's shape: %w", err)
+	}
+	return out, nil
+}
+
+// componentsKey encodes a component-set request's shape into buf: each
+// component length-prefixed, so that no two lists encode alike.
+func componentsKey(buf []byte, components []*pb.Component) ([]byte, error) {
+	buf = buf[:0]
+	for _, c := range components {
+		size := proto.MarshalOptions{Deterministic: true}.Size(c)
+		buf = binary.AppendUvarint(buf, uint64(size))
+		var err error
+		if buf, err = (proto.MarshalOptions{Deterministic: true}).MarshalAppend(buf, c); err != nil {
+			return buf, fmt.Errorf("encode the request's shape: %w", err)
+		}
+	}
+	return buf, nil
+}
+
+// memoEstimate answers a replica request from the memo where it can:
+// unchanged nodes keep their answer, changed ones (from the table's
+// history) are recomputed, and a shape not seen at a reachable epoch is
+// computed in one parallel pass and remembered.
+func (p *Plugin) memoEstimate(ctx context.Context, view *clusterView, req *Requirement, key []byte) int64 {
+	t := view.table
+	prev := p.memo.replica(key)
+	if prev != nil && prev.epoch == t.epoch {
+		return prev.total
+	}
+	if prev != nil && len(prev.copies) == len(t.gens) {
+		if changed, ok := t.changesSince(prev.epoch); ok && len(changed) <= len(t.gens)/incrementalShare {
+			copies := append([]int32(nil), prev.copies...)
+			total := prev.total
+			for _, i := range changed {
+				n := p.copiesAt(view, int(i), req)
+				total += int64(n) - int64(copies[i])
+				copies[i] = n
+			}
+			p.memo.storeReplica(key, &replicaAnswer{epoch: t.epoch, copies: copies, total: total})
+			return total
+		}
+	}
+	copies := make([]int32, len(t.gens))
+	p.parallelizer.Until(ctx, len(copies), func(i int) { copies[i] = p.copiesAt(view, i, req) })
+	if ctx.Err() != nil {
+		return 0 // an interrupted pass is not remembered
+	}
+	var total int64
+	for _, n := range copies {
+		total += int64(n)
+	}
+	p.memo.storeReplica(key, &replicaAnswer{epoch: t.epoch, copies: copies, total: total})
+	return total
+}
+
+// copiesAt is one node's share of the sum: 0 where the replica may not
+// land, else the per-node minimum, clamped as sumOverNodes clamps it.
+func (p *Plugin) copiesAt(view *clusterView, i int, req *Requirement) int32 {
+	ni := view.nodes[i]
+	if !req.matches(ni) {
+		return 0
+	}
+	return int32(min(req.copiesOn(ni, view.devices(i), nil), math.MaxInt32))
+}
