@@ -33,6 +33,7 @@ func metricSources() []string {
 		"scheduler-plugin/estimator/metrics/metrics.go",
 		"scheduler-plugin/estimator/metrics/cluster.go",
 		"scheduler-plugin/extender/metrics.go",
+		"deviceplugin/metrics.go",
 	}
 }
 
