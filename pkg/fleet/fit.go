@@ -110,7 +110,7 @@ func (s *State) Fit(ctx context.Context, req FitRequest) (*FitResult, error) {
 	for _, view := range s.Fleet.Clusters {
 		a := FitAnswer{Cluster: view.Name, Reachable: view.Reachable, Error: view.Error}
 		if c := s.clusters[view.Name]; c != nil {
-			a.Karmada = karmadaGeneralEstimate(ctx, c, rr)
+			a.Karmada = KarmadaGeneralEstimate(ctx, c, rr)
 		}
 		m := s.members[view.Name]
 		if m == nil {
@@ -210,9 +210,9 @@ func (m *memberState) firstPlacement(pod *corev1.Pod, req vgpu.PodRequest, polic
 	return out
 }
 
-// karmadaGeneralEstimate is Karmada's general estimator on the Cluster
+// KarmadaGeneralEstimate is Karmada's general estimator on the Cluster
 // object, exactly as karmada-scheduler computes it.
-func karmadaGeneralEstimate(ctx context.Context, c *clusterv1alpha1.Cluster, rr *workv1alpha2.ReplicaRequirements) int32 {
+func KarmadaGeneralEstimate(ctx context.Context, c *clusterv1alpha1.Cluster, rr *workv1alpha2.ReplicaRequirements) int32 {
 	targets, err := estimatorclient.NewGeneralEstimator().MaxAvailableReplicas(ctx, estimatorclient.ReplicaEstimationRequest{
 		Clusters:            []*clusterv1alpha1.Cluster{c},
 		ReplicaRequirements: rr,

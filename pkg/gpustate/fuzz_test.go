@@ -25,18 +25,8 @@ func FuzzPodRequest(f *testing.F) {
 	cfg := config.Default()
 	keys := annotations.DefaultKeys()
 	f.Fuzz(func(t *testing.T, gpus, memory, cores, modelInclude, policy, uuidExclude string) {
-		limits := corev1.ResourceList{}
-		for name, raw := range map[string]string{resVGPU: gpus, resMemory: memory, resCores: cores} {
-			if q, err := resource.ParseQuantity(raw); err == nil {
-				limits[corev1.ResourceName(name)] = q
-			}
-		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "fuzz", Annotations: map[string]string{
-				keys.GPUModelInclude: modelInclude, keys.GPUPolicy: policy, keys.GPUUUIDExclude: uuidExclude,
-			}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{container("c", limits, nil)}},
-		}
+		pod, limits := fuzzPod(map[string]string{resVGPU: gpus, resMemory: memory, resCores: cores},
+			map[string]string{keys.GPUModelInclude: modelInclude, keys.GPUPolicy: policy, keys.GPUUUIDExclude: uuidExclude})
 		if req, err := PodRequest(pod, cfg); err == nil {
 			checkRequest(t, req)
 		}
@@ -97,4 +87,20 @@ func FuzzNodeDevices(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzPod is a pod of one container whose limits are the quantities that
+// parse among raw, with the given annotations: what the fuzzers feed the
+// request codec.
+func fuzzPod(raw, annotations map[string]string) (*corev1.Pod, corev1.ResourceList) {
+	limits := corev1.ResourceList{}
+	for name, value := range raw {
+		if q, err := resource.ParseQuantity(value); err == nil {
+			limits[corev1.ResourceName(name)] = q
+		}
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "fuzz", Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{container("c", limits, nil)}},
+	}, limits
 }

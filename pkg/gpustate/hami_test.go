@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
@@ -215,18 +214,8 @@ func FuzzPodRequestHAMi(f *testing.F) {
 	f.Add("3", "9223372036854775807", "101", "1e3", "", "\x00", "", "mps")
 	cfg := hamiConfig(f, "hami: {defaultMemory: 2048, defaultCores: 10, nodeSchedulerPolicy: spread, gpuSchedulerPolicy: spread}")
 	f.Fuzz(func(t *testing.T, gpus, mem, pct, cores, tesseraMem, useType, policy, mode string) {
-		limits := corev1.ResourceList{}
-		for name, raw := range map[string]string{hamiGPU: gpus, hamiMem: mem, hamiPct: pct, hamiCores: cores, resMemory: tesseraMem} {
-			if q, err := resource.ParseQuantity(raw); err == nil {
-				limits[corev1.ResourceName(name)] = q
-			}
-		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "fuzz", Annotations: map[string]string{
-				annotations.HAMiUseGPUType: useType, annotations.HAMiGPUPolicy: policy, annotations.HAMiVGPUMode: mode,
-			}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{container("c", limits, nil)}},
-		}
+		pod, limits := fuzzPod(map[string]string{hamiGPU: gpus, hamiMem: mem, hamiPct: pct, hamiCores: cores, resMemory: tesseraMem},
+			map[string]string{annotations.HAMiUseGPUType: useType, annotations.HAMiGPUPolicy: policy, annotations.HAMiVGPUMode: mode})
 		if req, err := PodRequest(pod, cfg); err == nil {
 			checkRequest(t, req)
 			for _, c := range req.Containers {

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -196,6 +195,3 @@ func (r *Reporter) write(ctx context.Context, u annotations.Usage) error {
 	klog.FromContext(ctx).V(4).Info("GPU usage report written", "node", r.opts.NodeName, "containers", len(u.Containers))
 	return nil
 }
-
-// Last is a copy of what was last written, for tests.
-func (r *Reporter) Last() map[annotations.ContainerUsage]int64 { return maps.Clone(r.last) }

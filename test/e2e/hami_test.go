@@ -17,6 +17,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/gpustate"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -169,21 +170,14 @@ func checkNoGPUOvercommitted(ctx context.Context, t *testing.T, e *env.Env) {
 		}
 		slots := map[string]string{}
 		for _, p := range pods.Items {
-			a, ok := p.Annotations[e.Config().Keys().Assignment]
-			if !ok || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
-			var decoded struct {
-				Containers []struct {
-					Devices []struct {
-						SlotID string `json:"slotID"`
-					} `json:"devices"`
-				} `json:"containers"`
-			}
-			if err := json.Unmarshal([]byte(a), &decoded); err != nil {
+			a, found, err := gpustate.PodAssignment(&p, e.Config().Keys())
+			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range decoded.Containers {
+			if !found || gpustate.IsTerminal(&p) {
+				continue
+			}
+			for _, c := range a.Containers {
 				for _, d := range c.Devices {
 					if other, dup := slots[d.SlotID]; dup {
 						t.Errorf("%s: slot %s is assigned to both %s and %s", m.Name(), d.SlotID, other, p.Name)

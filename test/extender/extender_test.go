@@ -24,7 +24,6 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
-	"github.com/tessera-gpu/tessera/test/cluster"
 )
 
 const (
@@ -104,18 +103,8 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
-	paths, err := cluster.Binaries(ctx, cluster.ComponentEtcd, cluster.ComponentKubernetes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	port := freePort(t)
-	m, err := cluster.StartMember(ctx, cluster.Options{
-		Name: "extender", Paths: paths, Scheduler: true, SchedulerConfig: schedulerConfig(t, port), T: t,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Stop) // registered first: runs after the nodes' cleanups
+	m := startSchedulerMember(ctx, t, "extender", schedulerConfig(t, port))
 	client := m.Client()
 
 	nodes := map[string]*gpuNode{}

@@ -116,18 +116,8 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	paths, err := cluster.Binaries(ctx, cluster.ComponentEtcd, cluster.ComponentKubernetes)
-	if err != nil {
-		t.Fatal(err)
-	}
 	port := freePort(t)
-	m, err := cluster.StartMember(ctx, cluster.Options{
-		Name: "hami", Paths: paths, Scheduler: true, SchedulerConfig: hamiSchedulerConfig(t, port), T: t,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Stop)
+	m := startSchedulerMember(ctx, t, "hami", hamiSchedulerConfig(t, port))
 	client := m.Client()
 	// Two kinds of GPU, so that a percentage resolves differently by node;
 	// enough A100s that the whole-GPU examples fit whatever the others took

@@ -345,3 +345,22 @@ func waitBound(ctx context.Context, t *testing.T, client kubernetes.Interface, w
 		time.Sleep(poll)
 	}
 }
+
+// startSchedulerMember starts a member cluster of real etcd, kube-apiserver
+// and kube-scheduler (with schedulerConfig) and stops it when the test
+// ends; its cleanup is registered first, so it runs after the nodes'.
+func startSchedulerMember(ctx context.Context, t *testing.T, name, schedulerConfig string) *cluster.Member {
+	t.Helper()
+	paths, err := cluster.Binaries(ctx, cluster.ComponentEtcd, cluster.ComponentKubernetes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cluster.StartMember(ctx, cluster.Options{
+		Name: name, Paths: paths, Scheduler: true, SchedulerConfig: schedulerConfig, T: t,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	return m
+}

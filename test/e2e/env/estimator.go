@@ -11,7 +11,6 @@ import (
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
-	estimatorclient "github.com/karmada-io/karmada/pkg/estimator/client"
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	estimatorservice "github.com/karmada-io/karmada/pkg/estimator/service"
 	"github.com/karmada-io/karmada/pkg/util/grpcconnection"
@@ -25,6 +24,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/tessera-gpu/tessera/pkg/fleet"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/server"
 )
 
@@ -228,14 +228,7 @@ func (e *Env) Estimates(ctx context.Context, member string, request corev1.Resou
 
 // StockEstimate is Karmada's general estimate for one cluster.
 func StockEstimate(ctx context.Context, c *clusterv1alpha1.Cluster, request corev1.ResourceList) int32 {
-	targets, err := estimatorclient.NewGeneralEstimator().MaxAvailableReplicas(ctx, estimatorclient.ReplicaEstimationRequest{
-		Clusters:            []*clusterv1alpha1.Cluster{c},
-		ReplicaRequirements: &workv1alpha2.ReplicaRequirements{ResourceRequest: request},
-	})
-	if err != nil || len(targets) != 1 {
-		return 0 // the general estimator never fails; this only guards the index
-	}
-	return targets[0].Replicas
+	return fleet.KarmadaGeneralEstimate(ctx, c, &workv1alpha2.ReplicaRequirements{ResourceRequest: request})
 }
 
 // TesseraEstimate asks the estimator at addr, over Karmada's Estimator gRPC
