@@ -76,7 +76,7 @@ func headlineLandsInIdle(ctx context.Context, t *testing.T, e *env.Env, w env.Wo
 	}
 	t.Logf("Karmada placed %s after %s", w.Name, time.Since(start).Round(time.Millisecond))
 	idle := waitReplicas(ctx, t, e, env.IdleMember, w.Name, 4, 0)
-	checkPlacedAndAllocated(t, e, env.IdleMember, idle)
+	checkPlacedAndAllocated(ctx, t, e, env.IdleMember, idle)
 	t.Logf("4 replicas running in %s after %s", env.IdleMember, time.Since(start).Round(time.Millisecond))
 	waitReplicas(ctx, t, e, env.BusyMember, w.Name, 0, 0)
 
@@ -143,7 +143,7 @@ func fullThenFreed(ctx context.Context, t *testing.T, e *env.Env, w env.Workload
 	t.Logf("Karmada placed the 2 new replicas in %s %s after the GPUs freed up (%s after the scale-up)",
 		env.BusyMember, time.Since(freed).Round(time.Millisecond), time.Since(scaled).Round(time.Millisecond))
 	busy := waitReplicas(ctx, t, e, env.BusyMember, w.Name, 2, 0)
-	checkPlacedAndAllocated(t, e, env.BusyMember, busy)
+	checkPlacedAndAllocated(ctx, t, e, env.BusyMember, busy)
 	waitReplicas(ctx, t, e, env.IdleMember, w.Name, 4, 0)
 }
 
@@ -193,7 +193,7 @@ func estimatorDown(ctx context.Context, t *testing.T, e *env.Env, w env.Workload
 		env.BusyMember, time.Since(start).Round(time.Millisecond), before.Stock)
 	busy := waitReplicas(ctx, t, e, env.BusyMember, w.Name, 2, 2)
 	checkPendingForGPUs(t, env.BusyMember, busy)
-	checkPlacedAndAllocated(t, e, env.BusyMember, busy)
+	checkPlacedAndAllocated(ctx, t, e, env.BusyMember, busy)
 
 	// The estimator comes back on its port. karmada-scheduler reconnects
 	// on its own (gRPC back-off); until then it would go on without it.

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tessera-gpu/tessera/deviceplugin"
+	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
 )
@@ -152,13 +154,44 @@ func describeReplicas(rs []env.Replica) string {
 	return strings.Join(parts, "; ")
 }
 
+// waitServedRecords refreshes each running replica's record of served
+// containers (the gpu-allocated annotation). The device plugin writes it
+// after the container's limits, best effort (deviceplugin/resolve.go), so
+// the kubelet may report the pod Running a moment before it.
+func waitServedRecords(ctx context.Context, t *testing.T, e *env.Env, member string, rs []env.Replica) {
+	t.Helper()
+	keys := e.Config().Keys()
+	for i := range rs {
+		r := &rs[i]
+		if r.Phase != corev1.PodRunning {
+			continue
+		}
+		err := env.Eventually(ctx, podTimeout, r.Name+"'s served record", func(ctx context.Context) (bool, string, error) {
+			pod, err := e.Member(member).Client().CoreV1().Pods(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			a, err := annotations.DecodeAllocated(pod.Annotations[keys.Allocated])
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			r.Allocated = a.Containers
+			return len(a.Containers) > 0, fmt.Sprintf("served %v", a.Containers), nil
+		})
+		if err != nil {
+			t.Errorf("%s/%s: %v", member, r.Name, err)
+		}
+	}
+}
+
 // checkPlacedAndAllocated: each running replica was placed by the extender
 // (an assignment annotation for its node), served by the device plugin
 // (the allocated annotation), and its container got the GPU and the
 // memory limit of its assignment in the device plugin's Allocate answer.
-func checkPlacedAndAllocated(t *testing.T, e *env.Env, member string, rs []env.Replica) {
+func checkPlacedAndAllocated(ctx context.Context, t *testing.T, e *env.Env, member string, rs []env.Replica) {
 	t.Helper()
 	m := e.Member(member)
+	waitServedRecords(ctx, t, e, member, rs)
 	for _, r := range rs {
 		if r.Phase != corev1.PodRunning {
 			continue

@@ -61,7 +61,7 @@ func TestHeadlineWithStockEstimator(t *testing.T) {
 	pending := waitReplicas(ctx, t, e, env.BusyMember, w.Name, 0, busy)
 	checkPendingForGPUs(t, env.BusyMember, pending)
 	running := waitReplicas(ctx, t, e, env.IdleMember, w.Name, idle, 0)
-	checkPlacedAndAllocated(t, e, env.IdleMember, running)
+	checkPlacedAndAllocated(ctx, t, e, env.IdleMember, running)
 
 	// They stay Pending: nothing in member-a changes, and Karmada does not
 	// move replicas it has placed (there is no descheduler here). Two of
