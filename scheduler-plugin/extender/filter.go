@@ -3,6 +3,7 @@ package extender
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -56,6 +57,13 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	if err != nil {
 		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
 	}
+	// Reads only: the pods filtered before this one reserve in their binds,
+	// and this filter should see what they took.
+	waited := e.pending.await(ctx, pod.UID, time.Now(), e.bindWait)
+	e.metrics.observeBindWait(waited)
+	if waited == WaitCanceled {
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: the call ended while waiting for earlier binds: %v", podRef(pod), context.Cause(ctx))}
+	}
 	result := &extenderv1.ExtenderFilterResult{
 		FailedNodes:                extenderv1.FailedNodesMap{},
 		FailedAndUnresolvableNodes: extenderv1.FailedNodesMap{},
@@ -75,8 +83,12 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	if !asksForGPUs(req) {
 		return e.finishFilter(args, result, names)
 	}
+	key, err := requestKey(req)
+	if err != nil {
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
+	}
 	fitErrs := make([]error, len(names))
-	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], pod, req) })
+	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], pod, req, key) })
 	passed := make([]string, 0, len(names))
 	for i, n := range names {
 		err := fitErrs[i]
@@ -94,6 +106,9 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 		msg := "no node has room for the pod's GPUs: " + summarize(result)
 		logger.V(2).Info("Pod fits no candidate node", "pod", klog.KObj(pod), "nodes", len(names), "reasons", msg)
 		e.recorder.Event(pod, corev1.EventTypeWarning, ReasonUnschedulable, msg)
+	}
+	if len(passed) > 0 {
+		e.pending.expect(pod.UID, passed, time.Now())
 	}
 	return e.finishFilter(args, result, passed)
 }
@@ -116,17 +131,34 @@ func parallelize(ctx context.Context, n int, fn func(i int)) {
 	workqueue.ParallelizeUntil(ctx, workers, n, fn, workqueue.WithChunkSize(16))
 }
 
-// fitsNode runs the fit algorithm on one node's current state.
-func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest) error {
-	view := e.viewFor(name, pod)
+// fitsNode runs the fit algorithm on one node's current state, or recalls
+// its verdict when the node has not changed since the same request was
+// last asked about. key is requestKey(req).
+func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest, key string) error {
+	s := e.state.get(name, false)
+	if s == nil {
+		return fmt.Errorf("node %s is not in the extender's cache (yet)", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	view := s.viewExcludingLocked(e.keys, pod.UID)
 	switch {
 	case view.err != nil:
 		return view.err
 	case !view.hasInventory:
 		return fmt.Errorf("node %s publishes no Tessera GPU inventory (annotation %s)", name, e.keys.Inventory)
 	}
-	_, err := vgpu.Place(view.devices, req)
-	return err
+	return s.fitLocked(view, req, key)
+}
+
+// requestKey identifies a request for the memo of fit verdicts: equal keys
+// mean equal requests (JSON of every field, so no two requests collide).
+func requestKey(req vgpu.PodRequest) (string, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("encode GPU request: %w", err)
+	}
+	return string(b), nil
 }
 
 // viewFor returns a node's GPU state as seen by a pod: without the pod's own
