@@ -13,6 +13,12 @@ import (
 // the pods filtered before it (see pendingBinds).
 const DefaultBindWait = 100 * time.Millisecond
 
+// MaxBindWait is the longest bind wait that makes sense: a filter call must
+// answer well within kube-scheduler's extender timeout (httpTimeout, 10s in
+// the shipped configuration), and a bind that takes this long is not the
+// race the wait is for.
+const MaxBindWait = 5 * time.Second
+
 // Results of a filter's wait for earlier binds, the values of the
 // filter_bind_waits_total "result" label.
 const (

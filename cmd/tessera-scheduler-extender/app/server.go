@@ -117,8 +117,13 @@ func Run(ctx context.Context, opts *options.Options) error {
 	var leading atomic.Bool
 	leading.Store(!opts.LeaderElection.Enabled)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	bindWait := opts.FilterBindWait
+	if bindWait == 0 {
+		bindWait = -1 // off; the library's 0 means its default
+	}
 	ext, err := extender.New(extender.Options{
 		Client: client, Informers: factory, Config: cfg, Recorder: recorder, Metrics: metrics, IsLeader: leading.Load,
+		BindWait: bindWait,
 	})
 	if err != nil {
 		return err
