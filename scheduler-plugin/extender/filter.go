@@ -3,7 +3,6 @@ package extender
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -83,7 +82,7 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	if !asksForGPUs(req) {
 		return e.finishFilter(args, result, names)
 	}
-	key, err := requestKey(req)
+	key, err := newRequestKey(req)
 	if err != nil {
 		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
 	}
@@ -133,8 +132,8 @@ func parallelize(ctx context.Context, n int, fn func(i int)) {
 
 // fitsNode runs the fit algorithm on one node's current state, or recalls
 // its verdict when the node has not changed since the same request was
-// last asked about. key is requestKey(req).
-func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest, key string) error {
+// last asked about. key is req's.
+func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest, key requestKey) error {
 	s := e.state.get(name, false)
 	if s == nil {
 		return fmt.Errorf("node %s is not in the extender's cache (yet)", name)
@@ -149,16 +148,6 @@ func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest, k
 		return fmt.Errorf("node %s publishes no Tessera GPU inventory (annotation %s)", name, e.keys.Inventory)
 	}
 	return s.fitLocked(view, req, key)
-}
-
-// requestKey identifies a request for the memo of fit verdicts: equal keys
-// mean equal requests (JSON of every field, so no two requests collide).
-func requestKey(req vgpu.PodRequest) (string, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return "", fmt.Errorf("encode GPU request: %w", err)
-	}
-	return string(b), nil
 }
 
 // viewFor returns a node's GPU state as seen by a pod: without the pod's own

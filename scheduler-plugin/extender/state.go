@@ -56,34 +56,9 @@ type nodeView struct {
 	err error
 	// hasInventory is false for a node without Tessera GPUs.
 	hasInventory bool
-	// fits remembers the fit verdicts (nil: fits) given on this view, by
-	// request key (requestKey): kube-scheduler asks every node the same
-	// question for pod after pod of one workload, and the answer changes
-	// only when the view does, which replaces the view and so the memo.
-	// Only the node's cached view has one; the node's mutex guards it.
-	fits map[string]error
-}
-
-// maxFits bounds a view's memo: beyond this many distinct requests the memo
-// starts over, so that a stream of one-off shapes costs memory for none.
-const maxFits = 64
-
-// fitLocked answers whether the request fits the view, from the memo when
-// the view is the node's cached one. The caller holds s.mu.
-func (s *nodeState) fitLocked(view *nodeView, req vgpu.PodRequest, key string) error {
-	if view != s.view {
-		// A view without the pod's own claim, built for this call only.
-		return vgpu.Check(view.devices, req)
-	}
-	if err, ok := view.fits[key]; ok {
-		return err
-	}
-	err := vgpu.Check(view.devices, req)
-	if view.fits == nil || len(view.fits) >= maxFits {
-		view.fits = make(map[string]error, 8)
-	}
-	view.fits[key] = err
-	return err
+	// fits remembers the fit verdicts given on this view (memo.go). Only
+	// the node's cached view has one; the node's mutex guards it.
+	fits *fitMemo
 }
 
 func newNodeState(name string) *nodeState {
