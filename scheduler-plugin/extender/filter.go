@@ -87,15 +87,15 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
 	}
 	fitErrs := make([]error, len(names))
-	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], pod, req, key) })
+	states := e.state.getAll(names)
+	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], states[i], pod, req, key) })
 	passed := make([]string, 0, len(names))
 	for i, n := range names {
 		err := fitErrs[i]
-		var unfit *vgpu.Unfit
 		switch {
 		case err == nil:
 			passed = append(passed, n)
-		case errors.As(err, &unfit):
+		case isUnfit(err):
 			result.FailedNodes[n] = err.Error()
 		default:
 			result.FailedAndUnresolvableNodes[n] = err.Error()
@@ -110,6 +110,14 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 		e.pending.expect(pod.UID, passed, time.Now())
 	}
 	return e.finishFilter(args, result, passed)
+}
+
+// isUnfit reports whether err says the pod does not fit (as opposed to a
+// node that cannot be read). A function of its own so that its target
+// escapes to the heap only for nodes that fail, not for every node.
+func isUnfit(err error) bool {
+	var unfit *vgpu.Unfit
+	return errors.As(err, &unfit)
 }
 
 // parallelMin is the candidate count from which filter and prioritize
@@ -132,9 +140,9 @@ func parallelize(ctx context.Context, n int, fn func(i int)) {
 
 // fitsNode runs the fit algorithm on one node's current state, or recalls
 // its verdict when the node has not changed since the same request was
-// last asked about. key is req's.
-func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest, key requestKey) error {
-	s := e.state.get(name, false)
+// last asked about. s is the node's state, nil when it has none; key is
+// req's.
+func (e *Extender) fitsNode(name string, s *nodeState, pod *corev1.Pod, req vgpu.PodRequest, key requestKey) error {
 	if s == nil {
 		return fmt.Errorf("node %s is not in the extender's cache (yet)", name)
 	}

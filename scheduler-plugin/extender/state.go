@@ -215,6 +215,19 @@ func (r *registry) get(name string, create bool) *nodeState {
 	return s
 }
 
+// getAll returns the states of the named nodes (nil for a node without
+// one), under one read lock rather than one per node: filter looks up every
+// candidate node on every call.
+func (r *registry) getAll(names []string) []*nodeState {
+	out := make([]*nodeState, len(names))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, n := range names {
+		out[i] = r.nodes[n]
+	}
+	return out
+}
+
 // startBinding marks a pod as being bound; false if it already is.
 func (r *registry) startBinding(uid types.UID) bool {
 	r.mu.Lock()
