@@ -89,6 +89,11 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	fitErrs := make([]error, len(names))
 	states := e.state.getAll(names)
 	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], states[i], pod, req, key) })
+	if err := context.Cause(ctx); err != nil {
+		// The workers stop early when the call ends: nodes they skipped
+		// would look as if they passed.
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: the call ended: %v", podRef(pod), err)}
+	}
 	passed := make([]string, 0, len(names))
 	for i, n := range names {
 		err := fitErrs[i]

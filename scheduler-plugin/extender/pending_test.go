@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 )
@@ -74,18 +75,34 @@ func TestFilterStopsWaitingForABindThatDoesNotCome(t *testing.T) {
 	})
 }
 
-// A filter call that ends while it waits answers with an error, never with
-// nodes it did not check.
-func TestFilterCanceledWhileWaiting(t *testing.T) {
-	e, reg, first, second := raceCluster(t, time.Hour)
-	filterOn(t.Context(), e, first, "n")
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	res := filterOn(ctx, e, second, "n")
-	if res.Error == "" || !strings.Contains(res.Error, "while waiting for earlier binds") {
-		t.Errorf("canceled filter: %+v", res)
-	}
-	checkMetrics(t, reg, map[string]float64{"tessera_extender_filter_bind_waits_total/" + WaitCanceled: 1})
+// A filter call that ends, while it waits for earlier binds or while its
+// workers go through the nodes, answers with an error, never with nodes it
+// did not check.
+func TestFilterCanceledAnswersAnError(t *testing.T) {
+	t.Run("while waiting", func(t *testing.T) {
+		e, reg, first, second := raceCluster(t, time.Hour)
+		filterOn(t.Context(), e, first, "n")
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if res := filterOn(ctx, e, second, "n"); !strings.Contains(res.Error, "while waiting for earlier binds") {
+			t.Errorf("canceled filter: %+v", res)
+		}
+		checkMetrics(t, reg, map[string]float64{"tessera_extender_filter_bind_waits_total/" + WaitCanceled: 1})
+	})
+	t.Run("while going through the nodes", func(t *testing.T) {
+		nodes := names("n", 2*parallelMin)
+		objs := []runtime.Object{}
+		for _, n := range nodes {
+			objs = append(objs, gpuNode(t, n, testGPUs(n, 1, a100, 80*gib, 10)))
+		}
+		e := startExtender(t, t.Context(), fakeCluster(objs...), Options{BindWait: -1})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		res := filterOn(ctx, e, gpuPod("p", ctr{"main", 1, gib, -1}), nodes...)
+		if !strings.Contains(res.Error, "the call ended") || res.NodeNames != nil {
+			t.Errorf("canceled filter: error %q, nodes %v", res.Error, res.NodeNames)
+		}
+	})
 }
 
 // Without the wait, both filters offer the node; the second bind is refused

@@ -149,7 +149,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 
 	waitBound(ctx, t, client, len(fit), 8*time.Minute, 50*time.Millisecond)
 	t.Logf("all %d pods bound %v after they were created, across one extender restart", len(fit), time.Since(created).Round(10*time.Millisecond))
-	logBindOutcomes(t, firstMetrics, second.scrape(ctx, t))
+	logBindOutcomes(t, len(fit), firstMetrics, second.scrape(ctx, t))
 	pods := listPods(ctx, t, client)
 	checkAssignments(t, pods, gpus)
 	checkNeverFit(ctx, t, client, pods, map[string]string{
@@ -164,8 +164,9 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 // ended and how often a bind was refused on a node its pod's filter had
 // passed (a conflict: kube-scheduler then retries the pod after a backoff).
 // The first instance is scraped just before its stop, so a bind it answers
-// in between is missing from the sums.
-func logBindOutcomes(t *testing.T, instances ...map[string]float64) {
+// in between is missing from the sums: the successes counted are compared
+// with the bound pods.
+func logBindOutcomes(t *testing.T, bound int, instances ...map[string]float64) {
 	t.Helper()
 	sum := map[string]float64{}
 	for _, m := range instances {
@@ -173,8 +174,8 @@ func logBindOutcomes(t *testing.T, instances ...map[string]float64) {
 			sum[k] += v
 		}
 	}
-	t.Logf("binds: %v succeeded, %v unfit, %v not_leader, %v api_error; bind conflicts (tessera_extender_bind_conflicts_total): %v; filters that waited for earlier binds: %v arrived, %v timed out",
-		sum["tessera_extender_binds_total/"+extender.BindSucceeded], sum["tessera_extender_binds_total/"+extender.BindUnfit],
+	t.Logf("binds: %v succeeded (of %d pods bound), %v unfit, %v not_leader, %v api_error; bind conflicts (tessera_extender_bind_conflicts_total): %v; filters that waited for earlier binds: %v arrived, %v timed out",
+		sum["tessera_extender_binds_total/"+extender.BindSucceeded], bound, sum["tessera_extender_binds_total/"+extender.BindUnfit],
 		sum["tessera_extender_binds_total/"+extender.BindNotLeader], sum["tessera_extender_binds_total/"+extender.BindAPIError],
 		sum["tessera_extender_bind_conflicts_total"],
 		sum["tessera_extender_filter_bind_waits_total/"+extender.WaitArrived], sum["tessera_extender_filter_bind_waits_total/"+extender.WaitTimedOut])
