@@ -164,11 +164,7 @@ func TestBind(t *testing.T) {
 }
 
 func TestBindMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reg := testMetrics(t)
 	gpus := testGPUs("n", 1, a100, 80*gib, 4)
 	ok, unfit := gpuPod("ok", ctr{"main", 1, 60 * gib, -1}), gpuPod("unfit", ctr{"main", 1, 60 * gib, -1})
 	client := fakeCluster(gpuNode(t, "n", gpus), ok, unfit)
@@ -184,6 +180,17 @@ func TestBindMetrics(t *testing.T) {
 		"tessera_extender_bind_conflicts_total": 0,
 	})
 	eventually(t, "the informer confirms the reservation", func() bool { return e.state.inflightCount() == 0 })
+}
+
+// testMetrics registers the extender's metrics with a registry of their own.
+func testMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
 }
 
 // checkMetrics compares the registry's counters and histogram sample counts,

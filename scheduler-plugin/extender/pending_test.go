@@ -18,11 +18,7 @@ import (
 // either fits, not both.
 func raceCluster(t *testing.T, bindWait time.Duration) (*Extender, *prometheus.Registry, *corev1.Pod, *corev1.Pod) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reg := testMetrics(t)
 	first, second := gpuPod("first", ctr{"main", 1, 60 * gib, -1}), gpuPod("second", ctr{"main", 1, 60 * gib, -1})
 	client := fakeCluster(gpuNode(t, "n", testGPUs("n", 1, a100, 80*gib, 10)), first, second)
 	e := startExtender(t, t.Context(), client, Options{Metrics: m, BindWait: bindWait})
@@ -73,6 +69,56 @@ func TestFilterStopsWaitingForABindThatDoesNotCome(t *testing.T) {
 		"tessera_extender_filter_bind_waits_total/" + WaitTimedOut: 2,
 		"tessera_extender_filter_bind_waits_total/" + WaitArrived:  0,
 	})
+}
+
+// A later filter waits only for pods whose filter passed a node and whose
+// bind has not come: not for a pod that fits nowhere, nor one already
+// bound, nor one deleted.
+func TestFilterDoesNotWaitWithoutABindToCome(t *testing.T) {
+	tests := []struct {
+		name string
+		// before runs the earlier pod's calls.
+		before func(t *testing.T, e *Extender, c *testCluster, earlier *corev1.Pod)
+	}{
+		{"the earlier pod fits nowhere", func(t *testing.T, e *Extender, _ *testCluster, _ *corev1.Pod) {
+			huge := gpuPod("huge", ctr{"main", 1, 100 * gib, -1})
+			if res := filterOn(t.Context(), e, huge, "n"); len(*res.NodeNames) != 0 {
+				t.Fatalf("a 100 GiB pod fits an 80 GiB GPU: %+v", res)
+			}
+		}},
+		{"the earlier pod is bound", func(t *testing.T, e *Extender, _ *testCluster, earlier *corev1.Pod) {
+			filterOn(t.Context(), e, earlier, "n")
+			if r := e.Bind(t.Context(), bindArgs(earlier, "n")); r.Error != "" {
+				t.Fatalf("bind: %s", r.Error)
+			}
+		}},
+		{"the earlier pod is deleted", func(t *testing.T, e *Extender, c *testCluster, earlier *corev1.Pod) {
+			filterOn(t.Context(), e, earlier, "n")
+			c.deletePod(t, earlier.Name)
+			eventually(t, "the informer delivers the deletion", func() bool {
+				e.pending.mu.Lock()
+				defer e.pending.mu.Unlock()
+				return len(e.pending.pods) == 0
+			})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, reg := testMetrics(t)
+			earlier, later := gpuPod("earlier", ctr{"main", 1, 10 * gib, -1}), gpuPod("later", ctr{"main", 1, 10 * gib, -1})
+			client := fakeCluster(gpuNode(t, "n", testGPUs("n", 1, a100, 80*gib, 10)), earlier, later)
+			// Long enough that a wrong wait shows as a timed-out one.
+			e := startExtender(t, t.Context(), client, Options{Metrics: m, BindWait: 2 * time.Second})
+			tt.before(t, e, &testCluster{client: client}, earlier)
+			if res := filterOn(t.Context(), e, later, "n"); len(*res.NodeNames) != 1 {
+				t.Fatalf("later pod: %+v", res)
+			}
+			checkMetrics(t, reg, map[string]float64{
+				"tessera_extender_filter_bind_waits_total/" + WaitArrived:  0,
+				"tessera_extender_filter_bind_waits_total/" + WaitTimedOut: 0,
+			})
+		})
+	}
 }
 
 // A filter call that ends, while it waits for earlier binds or while its
