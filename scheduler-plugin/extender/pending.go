@@ -57,6 +57,9 @@ type pendingBind struct {
 	// passed are the nodes the pod's filter passed (the filter's answer,
 	// which nothing modifies), searched only when a bind is refused.
 	passed []string
+	// late is set once a filter gave up waiting for this bind: no filter
+	// waits for it again, but a late bind's conflict is still counted.
+	late bool
 }
 
 func newPendingBinds() *pendingBinds {
@@ -94,28 +97,27 @@ func (p *pendingBinds) removeLocked(uid types.UID) {
 	p.settled = make(chan struct{})
 }
 
-// forgetAfter is how long a pending pod is kept when filters do not wait
-// (the bind wait is off): long enough to count a late bind's conflict.
+// forgetAfter is how long a pending pod is kept after its filter when no
+// bind comes: long enough to count a late bind's conflict.
 const forgetAfter = time.Minute
 
 // await waits until no pod other than self that was filtered before start
 // is pending, giving up on each one wait after its filter. It forgets self
-// (a new filter of a pod replaces its earlier one) and returns "" when there
-// was nothing to wait for, else one of the Wait results. With wait <= 0 it
-// only forgets pods pending for longer than forgetAfter.
+// (a new filter of a pod replaces its earlier one) and pods pending for
+// longer than forgetAfter, and returns "" when there was nothing to wait
+// for, else one of the Wait results. With wait <= 0 it does not wait.
 func (p *pendingBinds) await(ctx context.Context, self types.UID, start time.Time, wait time.Duration) string {
 	p.mu.Lock()
 	p.removeLocked(self)
-	if wait <= 0 {
-		for uid, pb := range p.pods {
-			if start.Sub(pb.since) >= forgetAfter {
-				p.removeLocked(uid)
-			}
+	for uid, pb := range p.pods {
+		if start.Sub(pb.since) >= forgetAfter {
+			p.removeLocked(uid)
 		}
-		p.mu.Unlock()
-		return ""
 	}
 	p.mu.Unlock()
+	if wait <= 0 {
+		return ""
+	}
 	result := ""
 	for {
 		p.mu.Lock()
@@ -123,10 +125,11 @@ func (p *pendingBinds) await(ctx context.Context, self types.UID, start time.Tim
 		var deadline time.Time
 		for uid, pb := range p.pods {
 			switch {
-			case pb.since.After(start):
-				// Filtered after this call began: not this call's concern.
+			case pb.late || pb.since.After(start):
+				// Given up on already, or filtered after this call began.
 			case now.Sub(pb.since) >= wait:
-				p.removeLocked(uid) // its bind is not coming, or not soon
+				pb.late = true // its bind is not coming, or not soon
+				p.pods[uid] = pb
 				result = WaitTimedOut
 			case deadline.IsZero() || pb.since.Add(wait).Before(deadline):
 				deadline = pb.since.Add(wait)

@@ -151,26 +151,46 @@ func TestFilterCanceledAnswersAnError(t *testing.T) {
 	})
 }
 
-// Without the wait, both filters offer the node; the second bind is refused
-// and counted as a conflict (a refusal on a node the pod's filter passed).
+// When the second filter does not see the first pod's reservation (the wait
+// is off, or gave up on a late bind), both filters offer the node; the
+// losing bind is refused and counted as a conflict (a refusal on a node the
+// pod's filter passed).
 func TestBindConflictsAreCounted(t *testing.T) {
-	e, reg, first, second := raceCluster(t, -1)
-	for _, pod := range []*corev1.Pod{first, second} {
-		if res := filterOn(t.Context(), e, pod, "n"); len(*res.NodeNames) != 1 {
-			t.Fatalf("pod %s: %+v", pod.Name, res)
-		}
+	tests := []struct {
+		name     string
+		bindWait time.Duration
+		// secondFirst: the second pod's bind comes first (the first pod's
+		// is late).
+		secondFirst bool
+	}{
+		{"the wait is off", -1, false},
+		{"the wait gave up on the first pod's bind", 10 * time.Millisecond, true},
 	}
-	if r := e.Bind(t.Context(), bindArgs(first, "n")); r.Error != "" {
-		t.Fatalf("bind first: %s", r.Error)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, reg, first, second := raceCluster(t, tt.bindWait)
+			for _, pod := range []*corev1.Pod{first, second} {
+				if res := filterOn(t.Context(), e, pod, "n"); len(*res.NodeNames) != 1 {
+					t.Fatalf("pod %s: %+v", pod.Name, res)
+				}
+			}
+			winner, loser := first, second
+			if tt.secondFirst {
+				winner, loser = second, first
+			}
+			if r := e.Bind(t.Context(), bindArgs(winner, "n")); r.Error != "" {
+				t.Fatalf("bind %s: %s", winner.Name, r.Error)
+			}
+			if r := e.Bind(t.Context(), bindArgs(loser, "n")); r.Error == "" {
+				t.Fatal("both pods were given the GPU's memory")
+			}
+			checkMetrics(t, reg, map[string]float64{
+				"tessera_extender_bind_conflicts_total":         1,
+				"tessera_extender_binds_total/" + BindUnfit:     1,
+				"tessera_extender_binds_total/" + BindSucceeded: 1,
+			})
+		})
 	}
-	if r := e.Bind(t.Context(), bindArgs(second, "n")); r.Error == "" {
-		t.Fatal("bind second: both pods were given the GPU's memory")
-	}
-	checkMetrics(t, reg, map[string]float64{
-		"tessera_extender_bind_conflicts_total":         1,
-		"tessera_extender_binds_total/" + BindUnfit:     1,
-		"tessera_extender_binds_total/" + BindSucceeded: 1,
-	})
 }
 
 // Filter remembers its verdicts per node and request; every change of what
