@@ -17,6 +17,7 @@ import (
 
 	kubeschedulerv1 "k8s.io/kube-scheduler/config/v1"
 
+	"github.com/tessera-gpu/tessera/deploy/chart"
 	"github.com/tessera-gpu/tessera/pkg/config"
 )
 
@@ -346,7 +347,7 @@ func TestInvalidValuesFail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
+			_, err := chart.Render(chart.Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Render error = %v, want one mentioning %q", err, tt.want)
 			}

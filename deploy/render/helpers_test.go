@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tessera-gpu/tessera/deploy/chart"
 )
 
 // deployDir is the repository's deploy/ seen from this package.
@@ -58,14 +60,14 @@ func renderRelease(t *testing.T, namespace string, values map[string]any, values
 	for _, f := range valuesFiles {
 		files = append(files, filepath.Join(deployDir, "helm", f))
 	}
-	out, err := Render(Options{
+	out, err := chart.Render(chart.Options{
 		ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName,
 		Namespace: namespace, ValuesFiles: files, Values: values,
 	})
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	return decodeManifest(t, Manifest(out))
+	return decodeManifest(t, chart.Manifest(out))
 }
 
 func decodeManifest(t *testing.T, manifest string) rendered {
@@ -73,7 +75,7 @@ func decodeManifest(t *testing.T, manifest string) rendered {
 	dec := strictDecoder(t)
 	var r rendered
 	seen := map[string]bool{}
-	for _, doc := range SplitDocuments(manifest) {
+	for _, doc := range chart.SplitDocuments(manifest) {
 		source := "?"
 		if first, _, ok := strings.Cut(doc, "\n"); ok && strings.HasPrefix(first, "# Source: ") {
 			source = strings.TrimPrefix(first, "# Source: ")
