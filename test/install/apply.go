@@ -85,15 +85,12 @@ func (in *Installer) Apply(ctx context.Context, objs []*unstructured.Unstructure
 		if err != nil {
 			return out, err
 		}
-		var before *metav1.ManagedFieldsEntry
-		existed := true
+		var before map[string]any
 		current, err := client.Get(ctx, u.GetName(), metav1.GetOptions{})
 		switch {
 		case err == nil:
-			before = applyEntry(current)
-		case apierrors.IsNotFound(err):
-			existed = false
-		default:
+			before = content(current)
+		case !apierrors.IsNotFound(err):
 			return out, fmt.Errorf("read %s on %s: %w", Key(u), in.Where, err)
 		}
 		after, err := client.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
@@ -102,12 +99,9 @@ func (in *Installer) Apply(ctx context.Context, objs []*unstructured.Unstructure
 		}
 		action := Configured
 		switch {
-		case !existed:
+		case before == nil:
 			action = Created
-		case equality.Semantic.DeepEqual(before, applyEntry(after)):
-			// An apply that changes nothing leaves the manager's entry
-			// as it was; a controller's status write in between (the
-			// resource version moves) does not count as a change.
+		case equality.Semantic.DeepEqual(before, content(after)):
 			action = Unchanged
 		}
 		out = append(out, Applied{Key: Key(u), Kind: u.GetKind(), Name: u.GetName(), Action: action})
@@ -115,14 +109,16 @@ func (in *Installer) Apply(ctx context.Context, objs []*unstructured.Unstructure
 	return out, nil
 }
 
-// applyEntry is the install's own managed-fields entry of u, nil if none.
-func applyEntry(u *unstructured.Unstructured) *metav1.ManagedFieldsEntry {
-	for _, e := range u.GetManagedFields() {
-		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == "" {
-			return &e
-		}
+// content is what an apply can change: the object without its status and
+// the metadata the server keeps (resource version, managed fields,
+// generation), so that a controller's status write does not count.
+func content(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy()
+	unstructured.RemoveNestedField(c.Object, "status")
+	for _, f := range []string{"resourceVersion", "managedFields", "generation"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
 	}
-	return nil
+	return c.Object
 }
 
 // Uninstall deletes every object, last first (as helm uninstall does, in

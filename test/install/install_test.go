@@ -47,7 +47,7 @@ func valuesSets() []valuesSet {
 			release: install.Release{Namespace: "karmada-system", Values: map[string]any{
 				"nodeAgent": map[string]any{"enabled": false}, "scheduler": map[string]any{"enabled": false},
 				"dashboard": map[string]any{"karmadaAccess": map[string]any{"enabled": true}}}},
-			changed: map[string]any{"dashboard": map[string]any{"karmadaAccess": map[string]any{"enabled": true}, "enabled": true}}},
+			changed: map[string]any{"config": map[string]any{"node": map[string]any{"splitCount": 4}}}},
 	}
 }
 

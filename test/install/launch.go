@@ -89,7 +89,7 @@ func (l Launcher) Launch(ctx context.Context, c Container, o Overrides) (*Runnin
 		vars = append(vars, k+"="+v)
 	}
 	sort.Strings(vars)
-	p, err := cluster.StartProcess(c.Name(), dir+".log", bin, argv[1:], vars)
+	p, err := cluster.StartProcess(c.Name(), logPath(dir), bin, argv[1:], vars)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +248,18 @@ func overrideFlags(argv []string, o map[string]string) ([]string, []string) {
 		overridden = append(overridden, fmt.Sprintf("--%s=%s (added)", name, o[name]))
 	}
 	return out, overridden
+}
+
+// logPath is a log file of its own for each run of a container (a
+// replaced node agent is a second run): dir.log, dir.2.log, ...
+func logPath(dir string) string {
+	path := dir + ".log"
+	for i := 2; ; i++ {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return path
+		}
+		path = fmt.Sprintf("%s.%d.log", dir, i)
+	}
 }
 
 // writeFile writes data at path, creating its directory.
