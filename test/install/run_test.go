@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -312,17 +312,12 @@ func fromUnstructured(u *unstructured.Unstructured, into any) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
 }
 
-func toUnstructuredRules(rules any) ([]any, error) {
-	role := map[string]any{}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&struct {
-		Rules any `json:"rules"`
-	}{rules})
+// toUnstructuredRules encodes RBAC rules as a ClusterRole's "rules".
+func toUnstructuredRules(rules []rbacv1.PolicyRule) ([]any, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&rbacv1.ClusterRole{Rules: rules})
 	if err != nil {
 		return nil, err
 	}
-	role = m
-	r, _ := role["rules"].([]any)
+	r, _ := m["rules"].([]any)
 	return r, nil
 }
-
-var _ = appsv1.SchemeGroupVersion
