@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -135,15 +136,26 @@ func flagValue(argv []string, name string) string {
 	return ""
 }
 
-// waitHTTP waits until url answers 200 or the process exits.
-func waitHTTP(ctx context.Context, t *testing.T, r *install.Running, url string) {
+// probeClient probes as the kubelet does: HTTPS without verifying the
+// serving certificate.
+var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // as the kubelet's probes
+
+// waitProbe waits until the container's own probe (path and scheme from
+// the manifest) answers 200 at addr, or fails when the process exits: a
+// flag the binary rejects ends it at once.
+func waitProbe(ctx context.Context, t *testing.T, r *install.Running, addr string) {
 	t.Helper()
-	err := env.Eventually(ctx, startTimeout, r.Container.Name()+" at "+url, func(ctx context.Context) (bool, string, error) {
+	url, err := r.Container.ProbeURL(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = env.Eventually(ctx, startTimeout, r.Container.Name()+" at "+url, func(ctx context.Context) (bool, string, error) {
 		if done, err := r.Process.Exited(); done {
 			return false, "", fmt.Errorf("exited (%v); log %s:\n%s", err, r.Log(), r.Process.LogTail())
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := probeClient.Do(req)
 		if err != nil {
 			return false, err.Error(), nil
 		}
@@ -241,6 +253,7 @@ func estimatorService(ctx context.Context, t *testing.T, s *servers, name string
 // (device-plugin registration and PodResources API) whose pods a simulated
 // kubelet admits through the node agent's device plugin.
 type fakeNode struct {
+	state     string // config.node.stateDir
 	devices   *fakekubelet.Kubelet
 	admission func(uid string) ([]fakekubelet.ContainerAllocation, string, bool)
 }
@@ -269,7 +282,7 @@ func startNode(ctx context.Context, t *testing.T, s *servers, d nodeDirs, vgpu s
 	done := make(chan error, 1)
 	go func() { done <- run() }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &fakeNode{devices: devices, admission: func(uid string) ([]fakekubelet.ContainerAllocation, string, bool) {
+	return &fakeNode{state: d.state, devices: devices, admission: func(uid string) ([]fakekubelet.ContainerAllocation, string, bool) {
 		return admission(typesUID(uid))
 	}}
 }

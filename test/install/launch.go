@@ -272,3 +272,21 @@ func writeFile(path string, data []byte) error {
 
 // Stop stops the process (SIGTERM, then SIGKILL after grace).
 func (r *Running) Stop(grace time.Duration) { r.Process.Stop(grace) }
+
+// ProbeURL is the URL of the container's readiness probe (its liveness
+// probe when it has none) at addr, the loopback host:port that the
+// overrides gave the probed port: the path and scheme are the manifest's.
+func (c Container) ProbeURL(addr string) (string, error) {
+	p := c.Spec.ReadinessProbe
+	if p == nil {
+		p = c.Spec.LivenessProbe
+	}
+	if p == nil || p.HTTPGet == nil {
+		return "", fmt.Errorf("%s has no HTTP probe", c.Name())
+	}
+	scheme := strings.ToLower(string(p.HTTPGet.Scheme))
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + addr + p.HTTPGet.Path, nil
+}

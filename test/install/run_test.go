@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,7 +84,7 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	agentSA := install.Identity("kube-system", "tessera-node-agent")
 	agentKubeconfig := saKubeconfig("tessera-node-agent")
 	agent := launch(ml, memberContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
-	waitHTTP(ctx, t, agent, "http://"+flagValue(agent.Argv, "health-addr")+"/readyz")
+	waitProbe(ctx, t, agent, flagValue(agent.Argv, "health-addr"))
 	waitAllocatable(ctx, t, s, cfg, 2)
 
 	// The GPU scheduler: kube-scheduler and the extender, one ServiceAccount.
@@ -90,14 +92,15 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	schedKubeconfig := saKubeconfig("tessera-scheduler")
 	extenderPort := freePort(t)
 	extender := launch(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "extender", schedKubeconfig, schedSA, extenderPort)
-	waitHTTP(ctx, t, extender, "http://"+flagValue(extender.Argv, "health-probe-bind-address")+"/readyz")
-	launch(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "kube-scheduler", schedKubeconfig, schedSA, extenderPort)
+	waitProbe(ctx, t, extender, flagValue(extender.Argv, "health-probe-bind-address"))
+	sched := launch(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "kube-scheduler", schedKubeconfig, schedSA, extenderPort)
+	waitProbe(ctx, t, sched, "127.0.0.1:"+flagValue(sched.Argv, "secure-port"))
 
 	// The estimator, on the Karmada side, reading the member as the reader
 	// identity of its mounted kubeconfig.
 	estimator := launch(kl, karmadaContainers, "Deployment/karmada-system/tessera-estimator-"+memberName, "estimator", "",
 		install.Identity("kube-system", readerAccount)+" (in "+memberName+", through the Secret "+memberSecret+")", 0)
-	waitHTTP(ctx, t, estimator, "http://"+flagValue(estimator.Argv, "health-probe-bind-address")+"/healthz")
+	waitProbe(ctx, t, estimator, flagValue(estimator.Argv, "health-probe-bind-address"))
 	var estimatorPort int
 	fmt.Sscan(flagValue(estimator.Argv, "server-port"), &estimatorPort)
 	estimatorService(ctx, t, s, "karmada-scheduler-estimator-"+memberName, estimatorPort)
@@ -117,14 +120,14 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	// The fleet page, as the dashboard's identity in the Karmada API server.
 	dash := launch(kl, karmadaContainers, "Deployment/karmada-system/tessera-dashboard", "dashboard", "",
 		install.Identity("karmada-system", "tessera-dashboard")+" (in karmada-apiserver, through the Secret "+dashboardSecret+")", 0)
-	base := "http://" + flagValue(dash.Argv, "listen")
-	waitHTTP(ctx, t, dash, base+"/healthz")
-	checkFleetPage(ctx, t, dash, base, first)
+	waitProbe(ctx, t, dash, flagValue(dash.Argv, "listen"))
+	checkFleetPage(ctx, t, dash, "http://"+flagValue(dash.Argv, "listen"), first)
+	checkFleetCLI(ctx, t, s, dashKubeconfig, first)
 
 	// Upgrade: a new node agent process on the same state directory.
 	agent.Stop(stopGrace)
 	agent = launch(ml, memberContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
-	waitHTTP(ctx, t, agent, "http://"+flagValue(agent.Argv, "health-addr")+"/readyz")
+	waitProbe(ctx, t, agent, flagValue(agent.Argv, "health-addr"))
 	checkServed(ctx, t, s, node, cfg, first, 8192) // its limits and region are still there
 	second := propagate(ctx, t, s, cfg, "second", 1)
 	checkServed(ctx, t, s, node, cfg, second, 8192)
@@ -166,6 +169,12 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	running = running[:len(running)-1] // its denial was the point
 	denied.Stop(stopGrace)
 
+	// Stop every component before uninstalling, as the pods go with their
+	// workloads: a component left running would log forbidden answers once
+	// its RBAC is gone.
+	for _, r := range running {
+		r.Stop(stopGrace)
+	}
 	for _, in := range []struct {
 		in   *install.Installer
 		objs []*unstructured.Unstructured
@@ -263,7 +272,12 @@ func checkServed(ctx context.Context, t *testing.T, s *servers, node *fakeNode, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s runs on %s with its limits (%d MiB on one GPU)", pod, p.Spec.NodeName, memoryMiB)
+	// The container's usage region, as the interception library maps it.
+	region := filepath.Join(node.state, "regions", string(p.UID), "main")
+	if _, err := os.Stat(region); err != nil {
+		t.Fatalf("%s: region: %v", pod, err)
+	}
+	t.Logf("%s runs on %s with its limits (%d MiB on one GPU) and its region %s", pod, p.Spec.NodeName, memoryMiB, region)
 }
 
 // estimatorAnswers scrapes how many estimates the estimator served.
@@ -292,6 +306,20 @@ func checkFleetPage(ctx context.Context, t *testing.T, r *install.Running, base,
 	if err != nil {
 		t.Fatalf("%v\n%s", err, denialsOf(r))
 	}
+}
+
+// checkFleetCLI runs `tessera fleet` as the dashboard's identity: the
+// read-only ClusterRole that the chart gives the page is enough for the CLI.
+func checkFleetCLI(ctx context.Context, t *testing.T, s *servers, kubeconfig, pod string) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, s.binaries()["tessera"], "--kubeconfig", kubeconfig, "pods").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), pod) {
+		t.Fatalf("tessera pods as %s: %v\n%s", install.Identity("karmada-system", "tessera-dashboard"), err, out)
+	}
+	if ds := install.ParseDenials(string(out)); len(ds) > 0 {
+		t.Fatalf("tessera pods was forbidden %v", ds)
+	}
+	t.Logf("tessera pods runs as %s and lists %s", install.Identity("karmada-system", "tessera-dashboard"), pod)
 }
 
 func get(ctx context.Context, t *testing.T, url string) string {
