@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func loopbackOverrides(t *testing.T, container, kubeconfig string, extenderPort 
 		}
 	case "estimator":
 		// Its kubeconfig is the chart's: the mounted Secret.
-		return install.Overrides{Flags: map[string]string{"server-port": fmt.Sprint(freePort(t)),
+		return install.Overrides{Flags: map[string]string{"server-port": fmt.Sprint(freePort(t)), "grpc-bind-address": "127.0.0.1",
 			"metrics-bind-address": loopback(t), "health-probe-bind-address": loopback(t)}}
 	case "dashboard":
 		return install.Overrides{Flags: map[string]string{"listen": loopback(t)}}
@@ -287,37 +288,36 @@ func startNode(ctx context.Context, t *testing.T, s *servers, d nodeDirs, vgpu s
 	}}
 }
 
-// withoutRule is the ClusterRole obj with the rule granting verb on
-// resource removed (the other verbs of that rule kept).
+// withoutRule is the ClusterRole obj without verb on resource: the rule
+// that grants it is split so that its other resources keep every verb and
+// resource keeps its other verbs.
 func withoutRule(obj *unstructured.Unstructured, resource, verb string) (*unstructured.Unstructured, error) {
 	var role rbacv1.ClusterRole
 	if err := fromUnstructured(obj, &role); err != nil {
 		return nil, err
 	}
-	for i, r := range role.Rules {
-		for _, res := range r.Resources {
-			if res == resource {
-				var verbs []string
-				for _, v := range r.Verbs {
-					if v != verb {
-						verbs = append(verbs, v)
-					}
-				}
-				role.Rules[i].Verbs = verbs
+	var rules []rbacv1.PolicyRule
+	for _, r := range role.Rules {
+		if !slices.Contains(r.Resources, resource) {
+			rules = append(rules, r)
+			continue
+		}
+		others := r.DeepCopy()
+		others.Resources = slices.DeleteFunc(others.Resources, func(s string) bool { return s == resource })
+		cut := r.DeepCopy()
+		cut.Resources = []string{resource}
+		cut.Verbs = slices.DeleteFunc(cut.Verbs, func(v string) bool { return v == verb })
+		for _, k := range []*rbacv1.PolicyRule{others, cut} {
+			if len(k.Resources) > 0 && len(k.Verbs) > 0 {
+				rules = append(rules, *k)
 			}
 		}
 	}
-	kept := role.Rules[:0]
-	for _, r := range role.Rules {
-		if len(r.Verbs) > 0 {
-			kept = append(kept, r)
-		}
-	}
 	out := obj.DeepCopy()
-	rules, err := toUnstructuredRules(kept)
+	encoded, err := toUnstructuredRules(rules)
 	if err != nil {
 		return nil, err
 	}
-	out.Object["rules"] = rules
+	out.Object["rules"] = encoded
 	return out, nil
 }

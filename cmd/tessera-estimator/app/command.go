@@ -124,9 +124,9 @@ func Run(ctx context.Context, opts *options.Options, cfg config.Config) error {
 		if err := srv.Start(ctx); err != nil {
 			return err
 		}
-		lis, err := net.Listen("tcp", fmt.Sprintf(":%d", k.ServerPort))
+		lis, err := net.Listen("tcp", opts.GRPCAddress())
 		if err != nil {
-			return fmt.Errorf("listen for gRPC on port %d: %w", k.ServerPort, err)
+			return fmt.Errorf("listen for gRPC on %s: %w", opts.GRPCAddress(), err)
 		}
 		klog.InfoS("Serving the Estimator gRPC service", "address", lis.Addr().String())
 		return srv.Serve(ctx, lis, &grpcconnection.ServerConfig{

@@ -28,6 +28,10 @@ type Options struct {
 	// ConfigFile is Tessera's configuration file (resource names,
 	// annotation prefix); empty means the defaults.
 	ConfigFile string
+	// GRPCBindAddress is the IP address the gRPC server listens on, with
+	// Karmada's --server-port; empty means every interface, as
+	// karmada-scheduler-estimator (which has no such flag) listens.
+	GRPCBindAddress string
 	// APIProbeInterval and APIProbeTimeout govern how often the member's API
 	// server is checked, for the state-age metric and log.
 	APIProbeInterval, APIProbeTimeout time.Duration
@@ -52,6 +56,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		f.Usage += " Tessera also puts it in the cluster label of every metric it exports (tessera_estimator_*, tessera_cluster_*), so it must be the member's name in Karmada and unique in the fleet."
 	}
 	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path to Tessera's configuration file (resource names and annotation prefix shared by every Tessera component). Empty uses the defaults.")
+	fs.StringVar(&o.GRPCBindAddress, "grpc-bind-address", o.GRPCBindAddress, "IP address the Estimator gRPC service listens on (with --server-port); empty listens on every interface, as karmada-scheduler-estimator does.")
 	fs.DurationVar(&o.APIProbeInterval, "api-probe-interval", o.APIProbeInterval, "How often to check that the member cluster's API server answers; while it does not, the estimator answers from its last state and reports that state's age.")
 	fs.DurationVar(&o.APIProbeTimeout, "api-probe-timeout", o.APIProbeTimeout, "How long one API server check may take.")
 }

@@ -67,6 +67,8 @@ func TestValidate(t *testing.T) {
 		{name: "cert without key", args: []string{"--cluster-name=m", "--grpc-auth-cert-file=/c"}, wantErr: "go together"},
 		{name: "bad metrics address", args: []string{"--cluster-name=m", "--metrics-bind-address=8080"}, wantErr: "MetricsBindAddress"},
 		{name: "disabled health probe", args: []string{"--cluster-name=m", "--health-probe-bind-address=0"}, wantVGPU: "tessera.io/vgpu"},
+		{name: "loopback gRPC address", args: []string{"--cluster-name=m", "--grpc-bind-address=127.0.0.1"}, wantVGPU: "tessera.io/vgpu"},
+		{name: "gRPC address with a port", args: []string{"--cluster-name=m", "--grpc-bind-address=127.0.0.1:10352"}, wantErr: "GRPCBindAddress"},
 		{name: "zero probe interval", args: []string{"--cluster-name=m", "--api-probe-interval=0s"}, wantErr: "APIProbeInterval"},
 		{name: "missing config file", args: []string{"--cluster-name=m", "--config=" + filepath.Join(dir, "none.yaml")}, wantErr: "none.yaml"},
 		{name: "invalid config file", args: []string{"--cluster-name=m", "--config=" + bad}, wantErr: "unknownField"},
@@ -87,6 +89,14 @@ func TestValidate(t *testing.T) {
 				t.Errorf("vgpu resource = %q, want %q", cfg.Resources.VGPU, tt.wantVGPU)
 			}
 		})
+	}
+}
+
+func TestGRPCAddress(t *testing.T) {
+	for args, want := range map[string]string{"": ":10352", "127.0.0.1": "127.0.0.1:10352", "::1": "[::1]:10352"} {
+		if got := parse(t, "--grpc-bind-address="+args).GRPCAddress(); got != want {
+			t.Errorf("--grpc-bind-address=%q: listens on %q, want %q", args, got, want)
+		}
 	}
 }
 

@@ -32,6 +32,9 @@ func (o *Options) Validate() (config.Config, field.ErrorList) {
 			errs = append(errs, field.Invalid(path.Child(name), addr, err))
 		}
 	}
+	if o.GRPCBindAddress != "" && net.ParseIP(o.GRPCBindAddress) == nil {
+		errs = append(errs, field.Invalid(path.Child("GRPCBindAddress"), o.GRPCBindAddress, "must be an IP address (the port is --server-port), or empty for every interface"))
+	}
 	if o.APIProbeInterval <= 0 {
 		errs = append(errs, field.Invalid(path.Child("APIProbeInterval"), o.APIProbeInterval.String(), "must be positive"))
 	}
@@ -48,6 +51,12 @@ func (o *Options) Validate() (config.Config, field.ErrorList) {
 		}
 	}
 	return cfg, errs
+}
+
+// GRPCAddress is where the gRPC server listens: --grpc-bind-address and
+// --server-port.
+func (o *Options) GRPCAddress() string {
+	return net.JoinHostPort(o.GRPCBindAddress, strconv.Itoa(o.Karmada.ServerPort))
 }
 
 // checkBindAddress accepts "0" (disabled) or host:port.
