@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
@@ -278,7 +280,14 @@ func startNode(ctx context.Context, t *testing.T, s *servers, d nodeDirs, vgpu s
 	if err := devices.ServePodResources(filepath.Join(d.podResources, "kubelet.sock")); err != nil {
 		t.Fatal(err)
 	}
-	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// The simulated kubelet logs to its own file, as every component does.
+	logFile, err := os.Create(filepath.Join(filepath.Dir(d.state), "kubelet.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logFile.Close() })
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(logFile), textlogger.Verbosity(2)))
+	kctx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
 	run, admission := env.SimulateKubelet(kctx, nodeName, s.member.Client(), devices, corev1.ResourceName(vgpu))
 	done := make(chan error, 1)
 	go func() { done <- run() }()

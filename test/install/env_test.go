@@ -11,11 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tessera-gpu/tessera/test/cluster"
 	"github.com/tessera-gpu/tessera/test/install"
 )
+
+// TestMain gives controller-runtime a logger before anything uses it:
+// Karmada's binding webhook (test/cluster, in this process) logs through
+// controller-runtime, which otherwise prints a stack trace into the test's
+// output, where the install report goes. Its answers reach the API server.
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
 
 // startTimeout bounds each server's start and each wait of the test.
 const startTimeout = 3 * time.Minute
@@ -46,12 +57,12 @@ func startServers(ctx context.Context, t *testing.T, dir string) *servers {
 	g.Go(func() error {
 		var err error
 		s.member, err = cluster.StartMember(gctx, cluster.Options{Name: memberName, Paths: paths,
-			ControllerManager: true, Dir: dir, StartTimeout: startTimeout, T: t})
+			ControllerManager: true, Dir: dir, StartTimeout: startTimeout, T: quiet{t}})
 		return err
 	})
 	g.Go(func() error {
 		var err error
-		s.karmada, err = cluster.StartKarmada(gctx, cluster.KarmadaOptions{Paths: paths, Dir: dir, StartTimeout: startTimeout, T: t,
+		s.karmada, err = cluster.StartKarmada(gctx, cluster.KarmadaOptions{Paths: paths, Dir: dir, StartTimeout: startTimeout, T: quiet{t},
 			ControllerManagerArgs: []string{customizedModelingOff}, SchedulerArgs: []string{customizedModelingOff}})
 		return err
 	})
@@ -70,6 +81,14 @@ func startServers(ctx context.Context, t *testing.T, dir string) *servers {
 	}
 	return s
 }
+
+// quiet keeps the servers' progress lines out of the test's output, which
+// lists what was installed and who ran: a server that fails to start says
+// so in the error, with the end of its log, and a failed test keeps every
+// log.
+type quiet struct{ *testing.T }
+
+func (quiet) Logf(string, ...any) {}
 
 // buildTessera builds every Tessera command into dir, as the images hold them.
 func buildTessera(ctx context.Context, dir string) error {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/tessera-gpu/tessera/deploy/chart"
 	"github.com/tessera-gpu/tessera/deviceplugin"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/test/e2e/env"
@@ -124,9 +125,21 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	checkFleetPage(ctx, t, dash, "http://"+flagValue(dash.Argv, "listen"), first)
 	checkFleetCLI(ctx, t, s, dashKubeconfig, first)
 
-	// Upgrade: a new node agent process on the same state directory.
+	// Upgrade: the member's release with changed values (helm upgrade),
+	// and the node agent replaced by a process of the new DaemonSet on the
+	// same state directory, as its rolling update does.
+	upgraded := memberRelease(d)
+	upgraded.Values = chart.MergeValues(upgraded.Values, map[string]any{"nodeAgent": map[string]any{"logVerbosity": 3}})
+	upgradedObjs := installRelease(ctx, t, member, upgraded)
+	upgradedContainers, err := install.Containers(upgradedObjs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	agent.Stop(stopGrace)
-	agent = launch(ml, memberContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
+	agent = launch(ml, upgradedContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
+	if v := flagValue(agent.Argv, "v"); v != "3" {
+		t.Fatalf("the upgraded node agent runs with --v=%s, want the upgrade's 3", v)
+	}
 	waitProbe(ctx, t, agent, flagValue(agent.Argv, "health-addr"))
 	checkServed(ctx, t, s, node, cfg, first, 8192) // its limits and region are still there
 	second := propagate(ctx, t, s, cfg, "second", 1)
