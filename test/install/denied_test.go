@@ -55,3 +55,37 @@ func checkDenied(ctx context.Context, t *testing.T, member *install.Installer, r
 		t.Fatal(err)
 	}
 }
+
+// checkRejectedFlag shows that a flag the manifest passed and the binary
+// does not know fails a launch: the node agent's container with one more
+// argument exits at once, and the log says which flag.
+func checkRejectedFlag(ctx context.Context, t *testing.T, l install.Launcher, cs []install.Container, kubeconfig string) {
+	t.Helper()
+	c, err := install.FindContainer(cs, "DaemonSet/kube-system/tessera-node-agent", "node-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Args = append(c.Spec.Args, "--no-such-flag=1")
+	r, err := l.Launch(ctx, c, loopbackOverrides(t, "node-agent", kubeconfig, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(stopGrace)
+	err = env.Eventually(ctx, startTimeout, "the node agent to reject --no-such-flag", func(ctx context.Context) (bool, string, error) {
+		done, _ := r.Process.Exited()
+		return done, "still running", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tail := r.Process.LogTail(); !strings.Contains(tail, "no-such-flag") {
+		t.Errorf("the node agent exited without naming the flag; log:\n%s", tail)
+	}
+	t.Logf("a flag the binary does not know stops it at once: %s", lastLine(r.Process.LogTail()))
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -174,6 +174,7 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 		checkDenied(ctx, t, member, install.Find(memberObjs, "ClusterRole", c.role), c)
 		running = running[:len(running)-1] // its denial was the point
 	}
+	checkRejectedFlag(ctx, t, ml, memberContainers, agentKubeconfig)
 
 	// Stop every component before uninstalling, as the pods go with their
 	// workloads: a component left running would log forbidden answers once
