@@ -76,6 +76,7 @@ static _Thread_local struct batch tb __attribute__((tls_model("initial-exec")));
 static pthread_once_t timing_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static int exit_key_ok;
+static _Atomic uint64_t threads_seeded; /* threads seeded from TESSERA_SAMPLE_SEED */
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -136,14 +137,24 @@ static void timing_init(void)
                  "be lost");
 }
 
+/* A thread's random stream: from the clock, the thread and the process, or
+ * with TESSERA_SAMPLE_SEED the same in every run (the Nth thread to start
+ * gets seed + N - 1). */
+static uint64_t thread_seed(const struct batch *b, uint64_t now)
+{
+    if (g_hook.cfg.has_sample_seed)
+        return g_hook.cfg.sample_seed + atomic_fetch_add(&threads_seeded, 1);
+    return now ^ (uint64_t)(uintptr_t)b ^ ((uint64_t)getpid() << 32);
+}
+
 /* A thread's first paced launch: its own random stream, and its counts
  * handed in when it exits. */
-static void thread_start(struct batch *b, uint64_t seed)
+static void thread_start(struct batch *b, uint64_t now)
 {
     b->started = 1;
     pthread_once(&timing_once, timing_init);
-    b->rng = sample_seed(seed ^ (uint64_t)(uintptr_t)b ^ ((uint64_t)getpid() << 32));
-    b->flushed_at = seed;
+    b->rng = sample_seed(thread_seed(b, now));
+    b->flushed_at = now;
     if (exit_key_ok && pthread_setspecific(exit_key, b) != 0)
         hook_log("cannot register a thread-exit handler for this thread");
 }
