@@ -129,7 +129,7 @@ The capped case runs with \`${CAP}\`: the fake's kernels take no GPU time and it
 only work, so the estimate settles near zero, about one launch in 128 is timed (the floor of the
 sampling rate) and no launch waits for the cap; the seed fixes which launches are timed, so its
 count is the same in every run (\`BENCH_SEED=N\` picks another; over seeds 1-8 the added count
-spans about one instruction, docs/benchmarks.md).
+spans about one instruction: docs/benchmarks.md, "Issue 14's last goal").
 
 "direct" calls the fake driver's own function (its address from \`fakecuda_raw_proc\`); "through
 hook" calls the hook's exported wrapper, which ends in that same function. "added" is the
