@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -39,12 +40,12 @@ type object struct {
 
 func (o object) key() string { return o.gvk.Kind + "/" + o.name }
 
-// strictDecoder decodes apps/v1, core/v1 and rbac/v1 objects, failing on
+// strictDecoder decodes admissionregistration/v1, apps/v1, core/v1 and rbac/v1 objects, failing on
 // unknown and duplicate fields.
 func strictDecoder(t *testing.T) *kjson.Serializer {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, rbacv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{admissionregistrationv1.AddToScheme, appsv1.AddToScheme, corev1.AddToScheme, rbacv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
