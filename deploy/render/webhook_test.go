@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	webhookapp "github.com/tessera-gpu/tessera/cmd/tessera-webhook/app"
+	"github.com/tessera-gpu/tessera/deploy/chart"
 	"github.com/tessera-gpu/tessera/pkg/admission"
 )
 
@@ -141,7 +142,7 @@ func TestWebhookOffByDefault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
+			_, err := chart.Render(chart.Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Render error = %v, want one mentioning %q", err, tt.want)
 			}

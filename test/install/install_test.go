@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"context"
+	"encoding/base64"
 	"testing"
 	"time"
 
@@ -31,9 +32,10 @@ type valuesSet struct {
 }
 
 // valuesSets are the chart's default values, every example values file,
-// and the dashboard's identity (docs/operations.md, "The fleet page"),
-// each on the API server a person would install it on.
-func valuesSets() []valuesSet {
+// the dashboard's identity (docs/operations.md, "The fleet page") and HAMi
+// compatibility with the admission webhook (its MutatingWebhookConfiguration
+// trusting caBundle), each on the API server a person would install it on.
+func valuesSets(caBundle []byte) []valuesSet {
 	return []valuesSet{
 		{name: "default values", release: install.Release{Namespace: "kube-system"},
 			changed: map[string]any{"nodeAgent": map[string]any{"logVerbosity": 4}, "scheduler": map[string]any{"replicas": 1}}},
@@ -48,6 +50,11 @@ func valuesSets() []valuesSet {
 				"nodeAgent": map[string]any{"enabled": false}, "scheduler": map[string]any{"enabled": false},
 				"dashboard": map[string]any{"karmadaAccess": map[string]any{"enabled": true}}}},
 			changed: map[string]any{"config": map[string]any{"node": map[string]any{"splitCount": 4}}}},
+		{name: "compat: hami with the admission webhook",
+			release: install.Release{Namespace: "kube-system", Values: map[string]any{
+				"config":  map[string]any{"compat": "hami"},
+				"webhook": map[string]any{"enabled": true, "tlsSecret": "tessera-webhook-tls", "caBundle": base64.StdEncoding.EncodeToString(caBundle)}}},
+			changed: map[string]any{"webhook": map[string]any{"replicas": 1}}},
 	}
 }
 
@@ -76,7 +83,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, vs := range valuesSets() {
+	for _, vs := range valuesSets(s.member.CAData()) {
 		in := member
 		if vs.karmada {
 			in = karmada
