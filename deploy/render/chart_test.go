@@ -61,7 +61,7 @@ func changedValues() map[string]any {
 			"kubeScheduler": map[string]any{"extenderWeight": 2},
 		},
 		"estimator": map[string]any{
-			"enabled":  true,
+			"enabled": true, "hostNetwork": true,
 			"clusters": []any{map[string]any{"name": "local"}, map[string]any{"name": "far", "kubeconfigSecret": "far-kubeconfig"}},
 		},
 		"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}, "cluster": "member-1"},
@@ -85,6 +85,7 @@ func TestDefaultRender(t *testing.T) {
 		t.Error("node agent shares a host namespace by default")
 	}
 	checkNodeName(t, agent)
+	checkBindAddress(t, spec, "node-agent", false)
 	checkHostPaths(t, spec, config.Default())
 	if !slices.ContainsFunc(spec.Tolerations, func(tol corev1.Toleration) bool { return tol.Key == "nvidia.com/gpu" }) ||
 		spec.NodeSelector["nvidia.com/gpu.present"] != "true" {
@@ -148,6 +149,14 @@ func TestChangedValuesRender(t *testing.T) {
 		t.Errorf("image pull secrets = %v", spec.ImagePullSecrets)
 	}
 	checkNodeName(t, agent)
+	checkBindAddress(t, spec, "node-agent", true)
+	for _, name := range []string{"local", "far"} {
+		est := get[*appsv1.Deployment](t, r, "Deployment", "tessera-estimator-"+name).Spec.Template.Spec
+		if !est.HostNetwork || est.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("estimator %s: host network %v, DNS %s", name, est.HostNetwork, est.DNSPolicy)
+		}
+		checkBindAddress(t, est, "estimator", true)
+	}
 	cfg := tesseraConfig(t, r)
 	if cfg.AnnotationPrefix != "gpu.example.com" || cfg.Resources.VGPU != "example.com/gpu-share" || cfg.Node.SplitCount != 4 || cfg.Node.MemoryScaling != 1.5 ||
 		cfg.Node.PodResourcesSocket != "/run/kubelet/pod-resources/kubelet.sock" || cfg.Node.LimitsWait.Duration != 90*time.Second {
@@ -174,7 +183,12 @@ func TestKarmadaHostRender(t *testing.T) {
 	}
 	checkEstimators(t, r, "karmada-system", map[string]string{"member1": "member1-kubeconfig", "member2": "member2-kubeconfig"})
 	for _, name := range []string{"tessera-estimator-member1", "tessera-estimator-member2"} {
-		args := container(t, get[*appsv1.Deployment](t, r, "Deployment", name).Spec.Template.Spec, "estimator").Args
+		spec := get[*appsv1.Deployment](t, r, "Deployment", name).Spec.Template.Spec
+		if spec.HostNetwork {
+			t.Errorf("%s uses the host's network by default", name)
+		}
+		checkBindAddress(t, spec, "estimator", false)
+		args := container(t, spec, "estimator").Args
 		if !slices.Contains(args, "--grpc-auth-cert-file=/etc/tessera/pki/tls.crt") || !slices.Contains(args, "--grpc-client-ca-file=/etc/tessera/pki/ca.crt") {
 			t.Errorf("%s does not serve TLS: %v", name, args)
 		}
@@ -263,6 +277,30 @@ func checkServiceMonitor(t *testing.T, r rendered) {
 	// node agent + scheduler + two estimators
 	if selected != 4 {
 		t.Errorf("ServiceMonitor selects %d Services, want 4", selected)
+	}
+}
+
+// checkBindAddress: with the host's network (bound), the container's
+// listeners are bound to the pod's IP, which the kubelet expands from the
+// downward API into --bind-address; in the pod's own network namespace
+// they listen on every interface of it, which are the pod's.
+func checkBindAddress(t *testing.T, spec corev1.PodSpec, name string, bound bool) {
+	t.Helper()
+	c := container(t, spec, name)
+	if bound != spec.HostNetwork {
+		t.Fatalf("%s: host network %v, want %v", name, spec.HostNetwork, bound)
+	}
+	hasFlag := slices.Contains(c.Args, "--bind-address=$(POD_IP)")
+	podIP := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP"
+	}) >= 0
+	if hasFlag != bound || podIP != bound {
+		t.Errorf("%s: --bind-address=$(POD_IP) %v, POD_IP from status.podIP %v; want both %v (args %v)", name, hasFlag, podIP, bound, c.Args)
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--bind-address=") && arg != "--bind-address=$(POD_IP)" {
+			t.Errorf("%s: unexpected %s", name, arg)
+		}
 	}
 }
 
