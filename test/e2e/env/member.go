@@ -38,6 +38,7 @@ type Member struct {
 	nodes   []*Node
 
 	extender *component
+	webhook  *component // nil unless compat: hami
 
 	mu             sync.Mutex
 	estimator      *component // nil once stopped
@@ -157,6 +158,9 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
 		return m, err
 	}
+	if m.webhook, err = e.startWebhook(ctx, m); err != nil {
+		return m, err
+	}
 	for i := range spec.Nodes {
 		n, err := e.startNode(ctx, m, nodeName(spec, i), spec.Nodes[i])
 		if n != nil {
@@ -195,7 +199,7 @@ func (m *Member) stopComponents() []error {
 	est := m.estimator
 	m.estimator = nil
 	m.mu.Unlock()
-	errs = append(errs, est.stop(), m.extender.stop())
+	errs = append(errs, est.stop(), m.webhook.stop(), m.extender.stop())
 	for _, n := range m.nodes {
 		errs = append(errs, n.stop()...)
 	}
