@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/transport"
 )
 
 // Options are the extender's flags.
@@ -28,6 +29,11 @@ type Options struct {
 	KubeAPIBurst int
 
 	LeaderElection LeaderElection
+
+	// WrapTransport, when set, wraps the API client's transport; not a
+	// flag: the end-to-end environment records the API server's refusals
+	// through it, as it does for the components it builds clients for.
+	WrapTransport transport.WrapperFunc
 }
 
 // LeaderElection configures the Lease that makes one replica the binder.
