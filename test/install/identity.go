@@ -68,20 +68,32 @@ func ServiceAccountToken(ctx context.Context, admin *rest.Config, namespace, nam
 	return tr.Status.Token, expires, nil
 }
 
-// TokenConfig is a client configuration for the API server of admin that
-// authenticates with token alone: admin's address and CA, none of its
-// credentials.
-func TokenConfig(admin *rest.Config, token string) *rest.Config {
+// TokenFileConfig is a client configuration for the API server of admin
+// that authenticates with the token in tokenFile alone (admin's address
+// and CA, none of its credentials); client-go reads the file again every
+// minute, so a renewed token reaches running clients.
+func TokenFileConfig(admin *rest.Config, tokenFile string) *rest.Config {
 	cfg := rest.AnonymousClientConfig(admin)
-	cfg.BearerToken = token
+	cfg.BearerTokenFile = tokenFile
 	return cfg
 }
 
 // TokenKubeconfig is a kubeconfig for server with a bearer token.
 func TokenKubeconfig(server string, caData []byte, token string) ([]byte, error) {
+	return kubeconfig(server, caData, &clientcmdapi.AuthInfo{Token: token})
+}
+
+// TokenFileKubeconfig is a kubeconfig for server whose bearer token is
+// read from tokenFile, which client-go reads again every minute: a token
+// renewed in that file reaches a running client.
+func TokenFileKubeconfig(server string, caData []byte, tokenFile string) ([]byte, error) {
+	return kubeconfig(server, caData, &clientcmdapi.AuthInfo{TokenFile: tokenFile})
+}
+
+func kubeconfig(server string, caData []byte, user *clientcmdapi.AuthInfo) ([]byte, error) {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["cluster"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData}
-	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.AuthInfos["user"] = user
 	cfg.Contexts["default"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "user"}
 	cfg.CurrentContext = "default"
 	return clientcmd.Write(*cfg)

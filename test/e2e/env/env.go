@@ -129,11 +129,14 @@ type Env struct {
 	logs     *logFiles
 	karmada  *cluster.Karmada
 	members  []*Member
+	ids      *identities // the components' ServiceAccounts (identity.go)
 	logf     func(format string, args ...any)
 	started  time.Time
 	failed   bool // starting failed: keep everything
 	stopOnce sync.Once
 	stopErr  error // what did not stop cleanly; set by Stop
+
+	dashboardKubeconfig string // the fleet CLI's and page's (identity.go)
 }
 
 // Start builds the environment and returns once every member is joined to
@@ -189,6 +192,7 @@ func newEnv(opts Options) (*Env, error) {
 	if e.logf == nil {
 		e.logf = logfFor(opts.T)
 	}
+	e.ids = newIdentities(filepath.Join(dir, "identities"), e.logf)
 	return e, nil
 }
 
@@ -255,6 +259,9 @@ func (e *Env) start(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if err := e.installDashboard(ctx); err != nil {
+		return err
+	}
 	for _, m := range e.members {
 		if err := e.join(ctx, m); err != nil {
 			return err
@@ -317,6 +324,11 @@ func (e *Env) Stop() {
 				errs = append(errs, m.stopComponents()...)
 			}
 		}
+		e.ids.stop()
+		if err := e.checkRefusals(); err != nil {
+			errs = append(errs, err)
+			failTest(e.opts.T, err)
+		}
 		for _, err := range errs {
 			e.logf("environment: %v", err)
 		}
@@ -343,7 +355,8 @@ func (e *Env) Stop() {
 }
 
 // StopErr says which in-process components failed or did not stop in
-// time during Stop; nil after a clean teardown (and before Stop).
+// time during Stop, and which were forbidden a request; nil after a clean
+// teardown (and before Stop).
 func (e *Env) StopErr() error { return e.stopErr }
 
 func (e *Env) keep() bool {
@@ -385,6 +398,13 @@ func (e *Env) memberNames() []string {
 		names = append(names, m.name)
 	}
 	return names
+}
+
+// failTest fails t when it can (a *testing.T can; cluster.TB need not).
+func failTest(t cluster.TB, err error) {
+	if f, ok := t.(interface{ Errorf(string, ...any) }); ok {
+		f.Errorf("%v", err)
+	}
 }
 
 // logfFor logs progress to the test when there is one, else to klog.
