@@ -13,6 +13,10 @@
 //     plugin, node publisher) and a simulated kubelet that admits the node's
 //     pods through the device plugin and reports them Running.
 //
+// Each Tessera component runs as the chart's ServiceAccount for it, never
+// as admin, and a request the API server refuses it fails the test at Stop
+// (identity.go, refusals.go).
+//
 // Every server listens on 127.0.0.1 or on a unix socket in the environment's
 // directory. Each in-process component runs in its own goroutines with its
 // own context and writes its log to its own file there; Stop keeps the

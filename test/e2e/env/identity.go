@@ -10,11 +10,13 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -81,6 +83,23 @@ func (id *identity) renew(ctx context.Context) error {
 	return nil
 }
 
+// check asks the API server who the token is (a SelfSubjectReview), so
+// that the identity the environment logs is the one the server sees.
+func (id *identity) check(ctx context.Context) error {
+	client, err := kubernetes.NewForConfig(install.TokenFileConfig(id.admin, id.tokenFile))
+	if err != nil {
+		return fmt.Errorf("client of %s: %w", id.User(), err)
+	}
+	review, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("who is the token of %s: %w", id.User(), err)
+	}
+	if got := review.Status.UserInfo.Username; got != id.User() {
+		return fmt.Errorf("the token of %s authenticates as %q", id.User(), got)
+	}
+	return nil
+}
+
 // identities are every identity of the environment and the refusals their
 // clients met.
 type identities struct {
@@ -111,6 +130,9 @@ func (ids *identities) add(ctx context.Context, admin *rest.Config, where, names
 	id := &identity{namespace: namespace, name: name, admin: rest.CopyConfig(admin),
 		tokenFile: filepath.Join(ids.dir, where+"-"+namespace+"-"+name+".token")}
 	if err := id.renew(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := id.check(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	ids.mu.Lock()
@@ -217,7 +239,7 @@ func (e *Env) installMember(ctx context.Context, m *Member) error {
 	if m.ids.estimator, err = e.ids.add(ctx, admin, m.name, memberNamespace, readerAccount); err != nil {
 		return err
 	}
-	e.logf("%s: node agents run as %s, the extender as %s, the estimator as %s (TokenRequest tokens, renewed every %s)",
+	e.logf("%s: node agents run as %s, the extender as %s, the estimator as %s (TokenRequest tokens, each confirmed by a SelfSubjectReview, renewed every %s)",
 		m.name, m.ids.agent.User(), m.ids.extender.User(), m.ids.estimator.User(), tokenRenewal)
 	return nil
 }
@@ -284,6 +306,10 @@ func (e *Env) ProcessLog(name string) (string, error) {
 	}
 	return path, nil
 }
+
+// Refusals are the 403 answers Tessera's components' clients have received
+// so far, one line each naming the component, identity, verb and resource.
+func (e *Env) Refusals() []string { return e.ids.refusals.lines() }
 
 // checkRefusals fails the test when the API server refused any Tessera
 // component a request: a permission its code needs and the chart lacks.
