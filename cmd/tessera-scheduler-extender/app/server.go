@@ -73,6 +73,7 @@ func Run(ctx context.Context, opts *options.Options) error {
 	}
 	restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	restCfg.UserAgent = Component
+	restCfg.Wrap(opts.WrapTransport)
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("create API client: %w", err)

@@ -36,6 +36,7 @@ type Member struct {
 	name    string
 	cluster *cluster.Member
 	nodes   []*Node
+	ids     memberIdentities // what its components run as (identity.go)
 
 	extender *component
 	webhook  *component // nil unless compat: hami
@@ -154,6 +155,9 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 		return m, err
 	}
 	e.logf("%s: servers ready after %s", spec.Name, time.Since(start).Round(time.Millisecond))
+	if err := e.installMember(ctx, m); err != nil {
+		return m, err
+	}
 
 	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
 		return m, err
@@ -225,7 +229,10 @@ func (e *Env) startExtender(ctx context.Context, m *Member, port int) (*componen
 	}
 	opts := extenderoptions.New()
 	opts.ConfigFile = configFile
-	opts.Kubeconfig = m.cluster.Kubeconfig()
+	if opts.Kubeconfig, err = e.ids.kubeconfig(m.ids.extender, m.name+"-extender"); err != nil {
+		return nil, err
+	}
+	opts.WrapTransport = e.ids.refusals.wrap(m.name + "-extender")
 	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
 	opts.HealthBindAddress = fmt.Sprintf("127.0.0.1:%d", healthPort)
 	opts.MetricsBindAddress = "0"
@@ -346,8 +353,11 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// componentClient is a client of the member's API server of its own, with
-// rate limits loose enough for a test and a user agent naming the component.
+// componentClient is an admin client of the member's API server of its
+// own, with rate limits loose enough for a test and a user agent naming
+// the component: for the roles the environment plays itself (the
+// simulated kubelet). Tessera's components get their ServiceAccount's
+// client instead (identity.go).
 func componentClient(m *Member, userAgent string) (*rest.Config, kubernetes.Interface, error) {
 	cfg := m.cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 100, 200

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/transport"
 
 	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
 )
@@ -34,6 +35,11 @@ type Options struct {
 	FilterBindWait time.Duration
 
 	LeaderElection LeaderElection
+
+	// WrapTransport, when set, wraps the API client's transport; not a
+	// flag: the end-to-end environment records the API server's refusals
+	// through it, as it does for the components it builds clients for.
+	WrapTransport transport.WrapperFunc
 }
 
 // LeaderElection configures the Lease that makes one replica the binder.
