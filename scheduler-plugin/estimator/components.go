@@ -28,75 +28,107 @@ import (
 // its step budget is the answer a lower bound (never more than fits); that
 // is counted in a metric and logged once per workload.
 func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.ComponentEstimationContext) (int32, *framework.Result) {
+	withStock := p.stock != nil
+	if withStock && (p.memo == nil || len(estCtx.AssumedWorkloads) > 0) {
+		s, sret := p.stock.EstimateComponents(ctx, estCtx)
+		n, ret := p.estimateComponents(ctx, estCtx, false)
+		return mergeAnswers(answer{s, sret}, answer{n, ret}, false)
+	}
+	return p.estimateComponents(ctx, estCtx, withStock)
+}
+
+// estimateComponents is Tessera's answer, and with withStock the lesser of
+// it and Karmada's noderesource answer (its first-fit simulation,
+// firstfit.go), both memoised.
+func (p *Plugin) estimateComponents(ctx context.Context, estCtx framework.ComponentEstimationContext, withStock bool) (int32, *framework.Result) {
 	components, err := parseComponents(estCtx.Components, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if !slices.ContainsFunc(components, func(c *component) bool { return c.req.AsksForGPUs }) {
+	gpus := slices.ContainsFunc(components, func(c *component) bool { return c.req.AsksForGPUs })
+	if !gpus && (!withStock || len(estCtx.Components) == 0) {
+		// Karmada's noderesource has no answer for an empty list either.
 		return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
 	}
-	view, err := p.view(estCtx.Snapshot)
+	view, err := p.view(ctx, estCtx.Snapshot)
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
-	sets, exact, err := p.componentSets(ctx, view, estCtx, components)
+	a, err := p.componentSets(ctx, view, estCtx, components, gpus, withStock)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if !exact {
-		p.budgetExhausted(ctx, estCtx, components, sets)
+	if gpus && !a.exact {
+		p.budgetExhausted(ctx, estCtx, components, a.sets)
 	}
-	if sets == 0 {
+	switch {
+	case withStock && a.firstFit == 0:
+		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough node resources for one set", Name))
+	case !gpus:
+		return a.firstFit, framework.NewResult(framework.Success)
+	case a.sets == 0:
 		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough GPU or node resources for one set", Name))
+	case withStock:
+		return min(clampInt32(a.sets), a.firstFit), framework.NewResult(framework.Success)
 	}
-	return clampInt32(sets), framework.NewResult(framework.Success)
+	return clampInt32(a.sets), framework.NewResult(framework.Success)
 }
 
-// componentSets is the answer and whether it is exact, memoised by the
-// request's shape while the nodes' state stays (memo.go): the same answer
-// for the same components on the same nodes. Concurrent requests for the
-// same shape and state wait for one computation. In-flight workloads differ
-// from one request to the next and are never memoised.
-func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
-	memoised := p.memo != nil && len(estCtx.AssumedWorkloads) == 0
-	var key []byte
-	if memoised {
-		buf := p.memo.keyBuffer()
-		defer p.memo.keys.Put(buf)
+// componentSets is the answer (Tessera's where gpus, the first-fit one
+// where withStock), memoised by the request's shape while the nodes' state
+// stays (memo.go): the same answer for the same components on the same
+// nodes. Concurrent requests for the same shape and state wait for one
+// computation. In-flight workloads differ from one request to the next and
+// are never memoised.
+func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component, gpus, withStock bool) (*setsAnswer, error) {
+	compute := func() (*setsAnswer, error) {
+		a := &setsAnswer{epoch: view.table.epoch, exact: true}
 		var err error
-		key, err = componentsKey(*buf, estCtx.Components)
-		*buf = key
-		if err != nil {
-			return 0, false, err
-		}
-		if a, ok := p.memo.setsAt(key, view.table.epoch); ok {
-			return a.sets, a.exact, nil
-		}
-		f, leader := p.memo.joinSets(key, view.table.epoch)
-		if !leader {
-			select {
-			case <-f.done:
-				if f.answer != nil {
-					return f.answer.sets, f.answer.exact, nil
-				}
-				// The leader was interrupted: compute it here.
-			case <-ctx.Done():
-				return 0, false, ctx.Err()
+		if withStock {
+			if a.firstFit, err = firstFitSets(ctx, view, estCtx.Components); err != nil {
+				return nil, err
 			}
-		} else {
-			var answer *setsAnswer
-			defer func() { p.memo.landSets(key, f, answer) }()
-			sets, exact, err := p.computeSets(ctx, view, estCtx, components)
-			if err == nil {
-				answer = &setsAnswer{epoch: view.table.epoch, sets: sets, exact: exact}
+		}
+		if gpus {
+			if a.sets, a.exact, err = p.computeSets(ctx, view, estCtx, components); err != nil {
+				return nil, err
 			}
-			return sets, exact, err
+		}
+		return a, nil
+	}
+	if p.memo == nil || len(estCtx.AssumedWorkloads) > 0 {
+		return compute()
+	}
+	buf := p.memo.keyBuffer()
+	defer p.memo.keys.Put(buf)
+	key, err := componentsKey(*buf, estCtx.Components)
+	*buf = key
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := p.memo.setsAt(key, view.table.epoch); ok {
+		return a, nil
+	}
+	f, leader := p.memo.joinSets(key, view.table.epoch)
+	if !leader {
+		select {
+		case <-f.done:
+			if f.answer != nil {
+				return f.answer, nil
+			}
+			// The leader was interrupted: compute it here.
+			return compute()
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	return p.computeSets(ctx, view, estCtx, components)
+	var a *setsAnswer
+	defer func() { p.memo.landSets(key, f, a) }()
+	a, err = compute()
+	return a, err
 }
 
-// computeSets is the component-set answer computed from the nodes.
+// computeSets is Tessera's component-set answer computed from the nodes.
 func (p *Plugin) computeSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
 	sim := newSimulation(view)
 	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {

@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	schedulerframework "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework"
+
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -73,25 +75,31 @@ func containsName(names []corev1.ResourceName, n corev1.ResourceName) bool {
 // freeOn is what node i of the simulation has free in every dimension,
 // never negative (as resourceCopies clamps it).
 func (d *setDims) freeOn(s *simulation, i int, out []int64) {
-	ni := s.view.nodes[i]
+	readFree(s.view.nodes[i], s.taken[i], d.scalars, out)
+}
+
+// readFree is what the node has free in every dimension (dimension 0 the
+// pod count, 1-3 cpu, memory and ephemeral storage, then scalars) once t
+// is placed too (nil for nothing), never negative: allocatable minus
+// requested, as Karmada's noderesource plugin reads it.
+func readFree(ni *schedulerframework.NodeInfo, t *taken, scalars []corev1.ResourceName, out []int64) {
 	clear(out)
 	alloc, req := ni.Allocatable, ni.Requested
 	if alloc == nil {
 		return
 	}
-	t := s.taken[i]
 	if t == nil {
 		t = &taken{}
 	}
-	var reqCPU, reqMem, reqEph int64
+	var reqCPU, reqMem, reqEph, reqPods int64
 	if req != nil {
-		reqCPU, reqMem, reqEph = req.MilliCPU, req.Memory, req.EphemeralStorage
+		reqCPU, reqMem, reqEph, reqPods = req.MilliCPU, req.Memory, req.EphemeralStorage, req.AllowedPodNumber
 	}
-	out[0] = alloc.AllowedPodNumber - int64(len(ni.Pods)) - t.pods
+	out[0] = max(alloc.AllowedPodNumber-reqPods, 0) - int64(len(ni.Pods)) - t.pods
 	out[1] = alloc.MilliCPU - reqCPU - t.milliCPU
 	out[2] = alloc.Memory - reqMem - t.memory
 	out[3] = alloc.EphemeralStorage - reqEph - t.ephemeralStorage
-	for k, name := range d.scalars {
+	for k, name := range scalars {
 		var used int64
 		if req != nil {
 			used = req.ScalarResources[name]

@@ -1,55 +1,164 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
 
 	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
+	"github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework"
+
+	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator"
 )
 
 // maxPooledSnapshots bounds the snapshots kept between requests. Each holds
 // a clone of every NodeInfo (about 6 MB at 5,000 nodes, 60 MB at 50,000),
-// as every in-flight request of Karmada's own estimator does; requests
-// beyond the pool build a fresh one, as Karmada's estimator always does.
+// as every in-flight request of Karmada's own estimator does.
 const maxPooledSnapshots = 4
 
-// snapshots hands each request a snapshot of Karmada's scheduler cache of
-// its own, brought up to date with UpdateSnapshot. Karmada's estimator
-// builds a new snapshot per request, cloning every NodeInfo (6 ms at 5,000
-// nodes, 100 ms at 50,000, docs/benchmarks.md); a pooled snapshot clones
-// only the NodeInfos changed since it was last used, as kube-scheduler
-// keeps one snapshot for good. A snapshot is used by one request at a time
-// (UpdateSnapshot edits NodeInfos in place), and plugins only read it:
-// Karmada's noderesource clones a NodeInfo before changing it.
-type snapshots struct {
-	cache schedcache.Cache
-	mu    sync.Mutex
-	free  []*schedcache.Snapshot
+// versionedCache is Karmada's scheduler cache counting its changes: a
+// snapshot brought up to date when the count was v holds every change made
+// before v was read, so while the count stays at v it is current without
+// being touched. Every change goes through it (the informer handlers hold
+// it, not the cache); the count moves after the change is made.
+type versionedCache struct {
+	schedcache.Cache
+	changes atomic.Uint64
 }
 
-// acquire returns an up-to-date snapshot; release gives it back.
-func (p *snapshots) acquire() (*schedcache.Snapshot, error) {
+func newVersionedCache(c schedcache.Cache) *versionedCache { return &versionedCache{Cache: c} }
+
+func (c *versionedCache) AssumePod(pod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.AssumePod(pod)
+}
+
+func (c *versionedCache) FinishBinding(pod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.FinishBinding(pod)
+}
+
+func (c *versionedCache) ForgetPod(pod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.ForgetPod(pod)
+}
+
+func (c *versionedCache) AddPod(pod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.AddPod(pod)
+}
+
+func (c *versionedCache) UpdatePod(oldPod, newPod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.UpdatePod(oldPod, newPod)
+}
+
+func (c *versionedCache) RemovePod(pod *corev1.Pod) error {
+	defer c.changes.Add(1)
+	return c.Cache.RemovePod(pod)
+}
+
+func (c *versionedCache) AddNode(node *corev1.Node) *framework.NodeInfo {
+	defer c.changes.Add(1)
+	return c.Cache.AddNode(node)
+}
+
+func (c *versionedCache) UpdateNode(oldNode, newNode *corev1.Node) *framework.NodeInfo {
+	defer c.changes.Add(1)
+	return c.Cache.UpdateNode(oldNode, newNode)
+}
+
+func (c *versionedCache) RemoveNode(node *corev1.Node) error {
+	defer c.changes.Add(1)
+	return c.Cache.RemoveNode(node)
+}
+
+// snapshots hands requests up-to-date snapshots of Karmada's scheduler
+// cache. Karmada's estimator builds a new snapshot per request, cloning
+// every NodeInfo (6 ms at 5,000 nodes, 100 ms at 50,000,
+// docs/benchmarks.md). Here requests share the current snapshot while the
+// cache has not changed (plugins only read it: Karmada's noderesource
+// clones a NodeInfo before changing it), and a snapshot is brought up to
+// date with UpdateSnapshot, which clones only the NodeInfos changed since
+// and edits the snapshot in place, only while no request holds it, as
+// kube-scheduler keeps one snapshot for good.
+type snapshots struct {
+	cache *versionedCache
+	mu    sync.Mutex
+	// current is the snapshot last brought up to date; free are kept ones
+	// no request holds.
+	current *pooledSnapshot
+	free    []*pooledSnapshot
+}
+
+// pooledSnapshot is a snapshot with the change count it was brought up to
+// date at and the requests holding it.
+type pooledSnapshot struct {
+	*schedcache.Snapshot
+	version uint64
+	holders int
+}
+
+// context tells Tessera's plugin which content the snapshot holds, so
+// that requests on an unchanged snapshot skip checking every node.
+func (s *pooledSnapshot) context(ctx context.Context) context.Context {
+	return estimator.WithSnapshotVersion(ctx, estimator.SnapshotVersion{Snapshot: s.Snapshot, Version: s.version})
+}
+
+// acquire returns an up-to-date snapshot; release gives it back. The
+// update runs under the pool's lock: requests arriving meanwhile need the
+// same update and share its result.
+func (p *snapshots) acquire() (*pooledSnapshot, error) {
 	p.mu.Lock()
-	var s *schedcache.Snapshot
-	if n := len(p.free); n > 0 {
+	defer p.mu.Unlock()
+	version := p.cache.changes.Load()
+	cur := p.current
+	if cur != nil && cur.version == version {
+		cur.holders++
+		return cur, nil
+	}
+	var s *pooledSnapshot
+	switch n := len(p.free); {
+	case cur != nil && cur.holders == 0:
+		s = cur
+	case n > 0:
 		s, p.free = p.free[n-1], p.free[:n-1]
+	default:
+		s = &pooledSnapshot{Snapshot: schedcache.NewEmptySnapshot()}
 	}
-	p.mu.Unlock()
-	if s == nil {
-		s = schedcache.NewEmptySnapshot()
-	}
-	if err := p.cache.UpdateSnapshot(s); err != nil {
+	if err := p.cache.UpdateSnapshot(s.Snapshot); err != nil {
 		// Karmada leaves a snapshot it found inconsistent half updated:
 		// it is dropped, and the next request starts afresh.
+		if s == cur {
+			p.current = nil
+		}
 		return nil, fmt.Errorf("snapshot the scheduler cache: %w", err)
 	}
+	s.version = version
+	if cur != nil && cur != s && cur.holders == 0 {
+		p.keep(cur)
+	}
+	p.current = s
+	s.holders++
 	return s, nil
 }
 
-func (p *snapshots) release(s *schedcache.Snapshot) {
+func (p *snapshots) release(s *pooledSnapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.free) < maxPooledSnapshots {
+	s.holders--
+	if s.holders == 0 && s != p.current {
+		p.keep(s)
+	}
+}
+
+// keep puts a snapshot no request holds among the free ones, or drops it
+// when enough are kept.
+func (p *snapshots) keep(s *pooledSnapshot) {
+	if len(p.free)+1 < maxPooledSnapshots {
 		p.free = append(p.free, s)
 	}
 }
