@@ -67,12 +67,16 @@ type replicaAnswer struct {
 // search read the whole cluster.
 type setsAnswer struct {
 	epoch uint64
-	// sets is Tessera's answer, exact unless the search ran out of budget.
-	sets  int64
-	exact bool
+	// sets is Tessera's answer, exact unless the search ran out of budget;
+	// gpus tells whether the shape asks for Tessera resources at all.
+	sets        int64
+	exact, gpus bool
 	// firstFit is Karmada's noderesource answer when the plugin answers for
 	// it (firstfit.go).
 	firstFit int32
+	// rows are the per-node rows both answers were read from (setrows.go),
+	// for the next epoch's answer to start from.
+	rows *setRows
 }
 
 func newMemo() *memo {
@@ -127,16 +131,19 @@ func (m *memo) storeNoGPUs(key []byte) {
 	m.noGPU[string(key)] = struct{}{}
 }
 
-func (m *memo) setsAt(key []byte, epoch uint64) (*setsAnswer, bool) {
+// setsOf is the shape's last answer, at whatever epoch.
+func (m *memo) setsOf(key []byte) *setsAnswer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, ok := m.sets[string(key)]
-	return a, ok && a.epoch == epoch
+	return m.sets[string(key)]
 }
 
 func (m *memo) storeSets(key []byte, a *setsAnswer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if old, ok := m.sets[string(key)]; ok && old.epoch > a.epoch {
+		return // a newer answer is there already
+	}
 	if _, ok := m.sets[string(key)]; !ok && len(m.sets) >= maxMemoShapes {
 		for k := range m.sets {
 			delete(m.sets, k)
@@ -193,16 +200,18 @@ func replicaKey(buf []byte, rr *pb.ReplicaRequirements) ([]byte, error) {
 }
 
 // componentsKey encodes a component-set request's shape into buf: each
-// component length-prefixed, so that no two lists encode alike.
+// component after its length (4 bytes, written once it is encoded), so
+// that no two lists encode alike.
 func componentsKey(buf []byte, components []*pb.Component) ([]byte, error) {
 	buf = buf[:0]
 	for _, c := range components {
-		size := proto.MarshalOptions{Deterministic: true}.Size(c)
-		buf = binary.AppendUvarint(buf, uint64(size))
+		start := len(buf)
+		buf = append(buf, 0, 0, 0, 0)
 		var err error
 		if buf, err = (proto.MarshalOptions{Deterministic: true}).MarshalAppend(buf, c); err != nil {
 			return buf, fmt.Errorf("encode the request's shape: %w", err)
 		}
+		binary.LittleEndian.PutUint32(buf[start:], uint32(len(buf)-start-4)) // #nosec G115 -- a request is far below 4 GiB
 	}
 	return buf, nil
 }

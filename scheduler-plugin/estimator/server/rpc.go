@@ -193,7 +193,9 @@ func handle[Resp any](ctx context.Context, s *Server, rpc, karmadaType string, d
 			klog.ErrorS(err, "Estimator RPC failed", "rpc", rpc, "object", object, "cluster", s.cfg.ClusterName)
 			return
 		}
-		klog.V(2).InfoS("Estimator RPC answered", "rpc", rpc, "object", object, "answer", resp, "elapsed", time.Since(start))
+		if v := klog.V(2); v.Enabled() { // the arguments would allocate even when not logged
+			v.InfoS("Estimator RPC answered", "rpc", rpc, "object", object, "answer", resp, "elapsed", time.Since(start))
+		}
 	}()
 	return do()
 }
