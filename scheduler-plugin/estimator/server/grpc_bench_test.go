@@ -135,7 +135,7 @@ func serveForBench(b *testing.B, ctx context.Context, sched *versionedCache, gpu
 	s := &Server{
 		cfg:         Config{ClusterName: testCluster, Tessera: cfg},
 		schedCache:  sched,
-		snapshots:   &snapshots{cache: sched},
+		snapshots:   newSnapshots(sched),
 		gpuCache:    gpus,
 		waitingPods: gpucache.NewWaitingPods(cfg),
 		framework:   fw,

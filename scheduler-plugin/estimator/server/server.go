@@ -116,7 +116,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	_ = factory.Core().V1().Pods().Informer().SetTransform(fedinformer.StripUnusedFields)
 	_ = factory.Apps().V1().ReplicaSets().Informer().SetTransform(fedinformer.StripUnusedFields)
 
-	s.snapshots = &snapshots{cache: s.schedCache}
+	s.snapshots = newSnapshots(s.schedCache)
 	s.informerManager = genericmanager.NewSingleClusterInformerManager(ctx, clients.Dynamic, 0)
 	for _, gvr := range supportedGVRs {
 		s.informerManager.Lister(gvr)

@@ -14,10 +14,12 @@ import (
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator"
 )
 
-// maxPooledSnapshots bounds the snapshots kept between requests. Each holds
-// a clone of every NodeInfo (about 6 MB at 5,000 nodes, 60 MB at 50,000),
-// as every in-flight request of Karmada's own estimator does.
-const maxPooledSnapshots = 4
+// maxSnapshots bounds the snapshots the server holds. Each holds a clone of
+// every NodeInfo (about 6 MB at 5,000 nodes, 60 MB at 50,000), as every
+// in-flight request of Karmada's own estimator does; a new one costs that
+// clone, so beyond the bound a request waits for one to be released
+// rather than build another.
+const maxSnapshots = 4
 
 // versionedCache is Karmada's scheduler cache counting its changes: a
 // snapshot brought up to date when the count was v holds every change made
@@ -88,10 +90,21 @@ func (c *versionedCache) RemoveNode(node *corev1.Node) error {
 type snapshots struct {
 	cache *versionedCache
 	mu    sync.Mutex
-	// current is the snapshot last brought up to date; free are kept ones
-	// no request holds.
+	// released is broadcast when a request releases a snapshot.
+	released *sync.Cond
+	// current is the snapshot last brought up to date; free are the others
+	// no request holds; alive counts all, held or not.
 	current *pooledSnapshot
 	free    []*pooledSnapshot
+	alive   int
+	// waiting counts the requests waiting for a release.
+	waiting int
+}
+
+func newSnapshots(cache *versionedCache) *snapshots {
+	p := &snapshots{cache: cache}
+	p.released = sync.NewCond(&p.mu)
+	return p
 }
 
 // pooledSnapshot is a snapshot with the change count it was brought up to
@@ -110,55 +123,61 @@ func (s *pooledSnapshot) context(ctx context.Context) context.Context {
 
 // acquire returns an up-to-date snapshot; release gives it back. The
 // update runs under the pool's lock: requests arriving meanwhile need the
-// same update and share its result.
+// same update and share its result. When every snapshot is held by a
+// request and none is current, it waits for one to be released.
 func (p *snapshots) acquire() (*pooledSnapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	version := p.cache.changes.Load()
-	cur := p.current
-	if cur != nil && cur.version == version {
-		cur.holders++
-		return cur, nil
-	}
-	var s *pooledSnapshot
-	switch n := len(p.free); {
-	case cur != nil && cur.holders == 0:
-		s = cur
-	case n > 0:
-		s, p.free = p.free[n-1], p.free[:n-1]
-	default:
-		s = &pooledSnapshot{Snapshot: schedcache.NewEmptySnapshot()}
-	}
-	if err := p.cache.UpdateSnapshot(s.Snapshot); err != nil {
-		// Karmada leaves a snapshot it found inconsistent half updated:
-		// it is dropped, and the next request starts afresh.
-		if s == cur {
-			p.current = nil
+	for {
+		version := p.cache.changes.Load()
+		cur := p.current
+		if cur != nil && cur.version == version {
+			cur.holders++
+			return cur, nil
 		}
-		return nil, fmt.Errorf("snapshot the scheduler cache: %w", err)
+		var s *pooledSnapshot
+		switch n := len(p.free); {
+		case cur != nil && cur.holders == 0:
+			s = cur
+		case n > 0:
+			s, p.free = p.free[n-1], p.free[:n-1]
+		case p.alive < maxSnapshots:
+			s = &pooledSnapshot{Snapshot: schedcache.NewEmptySnapshot()}
+			p.alive++
+		default:
+			p.waiting++
+			p.released.Wait()
+			p.waiting--
+			continue
+		}
+		if err := p.cache.UpdateSnapshot(s.Snapshot); err != nil {
+			// Karmada leaves a snapshot it found inconsistent half updated:
+			// it is dropped, and the next request starts afresh.
+			if s == cur {
+				p.current = nil
+			}
+			p.alive--
+			p.released.Broadcast()
+			return nil, fmt.Errorf("snapshot the scheduler cache: %w", err)
+		}
+		s.version = version
+		if cur != nil && cur != s && cur.holders == 0 {
+			p.free = append(p.free, cur)
+		}
+		p.current = s
+		s.holders++
+		return s, nil
 	}
-	s.version = version
-	if cur != nil && cur != s && cur.holders == 0 {
-		p.keep(cur)
-	}
-	p.current = s
-	s.holders++
-	return s, nil
 }
 
 func (p *snapshots) release(s *pooledSnapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s.holders--
-	if s.holders == 0 && s != p.current {
-		p.keep(s)
-	}
-}
-
-// keep puts a snapshot no request holds among the free ones, or drops it
-// when enough are kept.
-func (p *snapshots) keep(s *pooledSnapshot) {
-	if len(p.free)+1 < maxPooledSnapshots {
-		p.free = append(p.free, s)
+	if s.holders == 0 {
+		if s != p.current {
+			p.free = append(p.free, s)
+		}
+		p.released.Broadcast()
 	}
 }

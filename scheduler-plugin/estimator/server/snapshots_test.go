@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -57,7 +58,7 @@ func TestPooledSnapshotsMatchFresh(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			pool := &snapshots{cache: cache}
+			pool := newSnapshots(cache)
 			first := acquire(t, pool)
 			if second := acquire(t, pool); second != first {
 				t.Fatal("two requests with nothing changed in between got different snapshots")
@@ -124,4 +125,54 @@ func matchesFresh(t *testing.T, cache schedcache.Cache, s *pooledSnapshot) {
 	if got, want := describe(t, s), describe(t, fresh); got != want {
 		t.Errorf("pooled snapshot:\n%s\nfresh:\n%s", got, want)
 	}
+}
+
+// TestSnapshotsBounded checks that the pool never holds more than
+// maxSnapshots: with all of them held and the cache changed, a request
+// waits, and gets the one released, brought up to date.
+func TestSnapshotsBounded(t *testing.T) {
+	nodes, pods := tc.Fragmented(6, 10, 2, 2, []string{"a"})
+	stop := make(chan struct{})
+	defer close(stop)
+	cache := newVersionedCache(schedcache.New(0, stop))
+	for _, n := range nodes {
+		cache.AddNode(n)
+	}
+	pool := newSnapshots(cache)
+	var held []*pooledSnapshot
+	for i := range maxSnapshots {
+		if err := cache.AddPod(pods[i]); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, acquire(t, pool))
+	}
+	if err := cache.AddPod(pods[maxSnapshots]); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *pooledSnapshot)
+	go func() {
+		s, err := pool.acquire()
+		if err != nil {
+			t.Error(err)
+		}
+		got <- s
+	}()
+	for !waitingRequests(pool) {
+		runtime.Gosched()
+	}
+	pool.release(held[1])
+	s := <-got
+	if s != held[1] {
+		t.Errorf("the request got %p, not the released snapshot %p", s, held[1])
+	}
+	matchesFresh(t, cache, s)
+	if pool.alive != maxSnapshots {
+		t.Errorf("the pool holds %d snapshots, want %d", pool.alive, maxSnapshots)
+	}
+}
+
+func waitingRequests(pool *snapshots) bool {
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	return pool.waiting > 0
 }
