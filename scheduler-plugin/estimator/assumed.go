@@ -37,7 +37,7 @@ func (p *Plugin) deductAssumed(ctx context.Context, sim *simulation, assumed []*
 // simulation; it changes nothing and reports false when it finds none.
 func (p *Plugin) placeOneSet(ctx context.Context, sim *simulation, components []*component) bool {
 	dims := newSetDims(components)
-	nodes, capacity := p.setNodes(ctx, sim, components, dims)
+	nodes, capacity := setNodes(sim, components, dims, p.setRowsFor(ctx, sim, components, dims, nil))
 	for c, comp := range components {
 		if capacity[c] < comp.replicas {
 			return false
@@ -67,6 +67,7 @@ func (p *Plugin) placeOneSet(ctx context.Context, sim *simulation, components []
 			return false
 		}
 	}
+	sim.ensure()
 	for pos, n := range nodes {
 		v := s.choice[pos*nC : (pos+1)*nC]
 		if placed[pos] != nil {

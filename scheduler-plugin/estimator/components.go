@@ -28,92 +28,152 @@ import (
 // its step budget is the answer a lower bound (never more than fits); that
 // is counted in a metric and logged once per workload.
 func (p *Plugin) EstimateComponents(ctx context.Context, estCtx framework.ComponentEstimationContext) (int32, *framework.Result) {
+	withStock := p.stock != nil
+	if withStock && (p.memo == nil || len(estCtx.AssumedWorkloads) > 0) {
+		s, sret := p.stock.EstimateComponents(ctx, estCtx)
+		n, ret := p.estimateComponents(ctx, estCtx, false)
+		return mergeAnswers(answer{s, sret}, answer{n, ret}, false)
+	}
+	return p.estimateComponents(ctx, estCtx, withStock)
+}
+
+// estimateComponents is Tessera's answer, and with withStock the lesser of
+// it and Karmada's noderesource answer (its first-fit simulation,
+// firstfit.go), both memoised. An answered shape is looked up before the
+// request is decoded.
+func (p *Plugin) estimateComponents(ctx context.Context, estCtx framework.ComponentEstimationContext, withStock bool) (int32, *framework.Result) {
+	var key []byte
+	var view *clusterView
+	var err error
+	if p.memo != nil && len(estCtx.AssumedWorkloads) == 0 && len(estCtx.Components) > 0 {
+		buf := p.memo.keyBuffer()
+		defer p.memo.keys.Put(buf)
+		key, err = componentsKey(*buf, estCtx.Components)
+		*buf = key
+		if err != nil {
+			return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
+		}
+		if view, err = p.view(ctx, estCtx.Snapshot); err != nil {
+			return 0, framework.AsResult(err)
+		}
+		if a := p.memo.setsOf(key); a != nil && a.epoch == view.table.epoch {
+			return p.setsResult(ctx, estCtx, a, withStock, nil)
+		}
+	}
 	components, err := parseComponents(estCtx.Components, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if !slices.ContainsFunc(components, func(c *component) bool { return c.req.AsksForGPUs }) {
+	gpus := slices.ContainsFunc(components, func(c *component) bool { return c.req.AsksForGPUs })
+	if !gpus && (!withStock || len(estCtx.Components) == 0) {
+		// Karmada's noderesource has no answer for an empty list either.
 		return math.MaxInt32, framework.NewResult(framework.Noopperation, fmt.Sprintf("%s: no Tessera resources requested", Name))
 	}
-	view, err := p.view(estCtx.Snapshot)
-	if err != nil {
-		return 0, framework.AsResult(err)
+	if view == nil {
+		if view, err = p.view(ctx, estCtx.Snapshot); err != nil {
+			return 0, framework.AsResult(err)
+		}
 	}
-	sets, exact, err := p.componentSets(ctx, view, estCtx, components)
+	a, err := p.componentSets(ctx, view, estCtx, components, gpus, withStock, key)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if !exact {
-		p.budgetExhausted(ctx, estCtx, components, sets)
+	return p.setsResult(ctx, estCtx, a, withStock, components)
+}
+
+// setsResult is the plugin's answer from a (memoised) one; components are
+// the request's, decoded, or nil where it was not decoded.
+func (p *Plugin) setsResult(ctx context.Context, estCtx framework.ComponentEstimationContext, a *setsAnswer, withStock bool, components []*component) (int32, *framework.Result) {
+	if a.gpus && !a.exact {
+		if components == nil {
+			components, _ = parseComponents(estCtx.Components, p.cfg) // it decoded when answered
+		}
+		p.budgetExhausted(ctx, estCtx, components, a.sets)
 	}
-	if sets == 0 {
+	switch {
+	case withStock && a.firstFit == 0:
+		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough node resources for one set", Name))
+	case !a.gpus:
+		return a.firstFit, framework.NewResult(framework.Success)
+	case a.sets == 0:
 		return 0, framework.NewResult(framework.Unschedulable, fmt.Sprintf("%s: not enough GPU or node resources for one set", Name))
+	case withStock:
+		return min(clampInt32(a.sets), a.firstFit), framework.NewResult(framework.Success)
 	}
-	return clampInt32(sets), framework.NewResult(framework.Success)
+	return clampInt32(a.sets), framework.NewResult(framework.Success)
 }
 
-// componentSets is the answer and whether it is exact, memoised by the
-// request's shape while the nodes' state stays (memo.go): the same answer
-// for the same components on the same nodes. Concurrent requests for the
-// same shape and state wait for one computation. In-flight workloads differ
-// from one request to the next and are never memoised.
-func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
-	memoised := p.memo != nil && len(estCtx.AssumedWorkloads) == 0
-	var key []byte
-	if memoised {
-		buf := p.memo.keyBuffer()
-		defer p.memo.keys.Put(buf)
+// componentSets is the answer (Tessera's where gpus, the first-fit one
+// where withStock), memoised by the request's shape while the nodes' state
+// stays (memo.go): the same answer for the same components on the same
+// nodes. Concurrent requests for the same shape and state wait for one
+// computation. In-flight workloads differ from one request to the next and
+// are never memoised.
+func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component, gpus, withStock bool, key []byte) (*setsAnswer, error) {
+	memoised := key != nil
+	var prev *setsAnswer // the shape's last answer, for its rows
+	compute := func() (*setsAnswer, error) {
+		sim := newSimulation(view)
+		if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
+			return nil, err
+		}
+		dims := newSetDims(components)
+		var prevRows *setRows
+		if prev != nil {
+			prevRows = prev.rows
+		}
+		rows := p.setRowsFor(ctx, sim, components, dims, prevRows)
+		if err := ctx.Err(); err != nil {
+			return nil, err // an interrupted pass leaves rows unread
+		}
+		a := &setsAnswer{epoch: view.table.epoch, exact: true, gpus: gpus}
+		if memoised {
+			a.rows = rows
+		}
 		var err error
-		key, err = componentsKey(*buf, estCtx.Components)
-		*buf = key
-		if err != nil {
-			return 0, false, err
-		}
-		if a, ok := p.memo.setsAt(key, view.table.epoch); ok {
-			return a.sets, a.exact, nil
-		}
-		f, leader := p.memo.joinSets(key, view.table.epoch)
-		if !leader {
-			select {
-			case <-f.done:
-				if f.answer != nil {
-					return f.answer.sets, f.answer.exact, nil
-				}
-				// The leader was interrupted: compute it here.
-			case <-ctx.Done():
-				return 0, false, ctx.Err()
+		if withStock {
+			if a.firstFit, err = firstFitSets(ctx, estCtx.Components, components, dims, rows); err != nil {
+				return nil, err
 			}
-		} else {
-			var answer *setsAnswer
-			defer func() { p.memo.landSets(key, f, answer) }()
-			sets, exact, err := p.computeSets(ctx, view, estCtx, components)
-			if err == nil {
-				answer = &setsAnswer{epoch: view.table.epoch, sets: sets, exact: exact}
+		}
+		if gpus {
+			a.sets, a.exact = p.maxSets(ctx, sim, components, dims, rows)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	if !memoised {
+		return compute()
+	}
+	prev = p.memo.setsOf(key)
+	if prev != nil && prev.epoch == view.table.epoch {
+		return prev, nil
+	}
+	f, leader := p.memo.joinSets(key, view.table.epoch)
+	if !leader {
+		select {
+		case <-f.done:
+			if f.answer != nil {
+				return f.answer, nil
 			}
-			return sets, exact, err
+			// The leader was interrupted: compute it here.
+			return compute()
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	return p.computeSets(ctx, view, estCtx, components)
-}
-
-// computeSets is the component-set answer computed from the nodes.
-func (p *Plugin) computeSets(ctx context.Context, view *clusterView, estCtx framework.ComponentEstimationContext, components []*component) (int64, bool, error) {
-	sim := newSimulation(view)
-	if err := p.deductAssumed(ctx, sim, estCtx.AssumedWorkloads); err != nil {
-		return 0, false, err
-	}
-	sets, exact := p.maxSets(ctx, sim, components)
-	if err := ctx.Err(); err != nil {
-		return 0, false, err
-	}
-	return sets, exact, nil
+	var a *setsAnswer
+	defer func() { p.memo.landSets(key, f, a) }()
+	a, err := compute()
+	return a, err
 }
 
 // maxSets is the number of complete sets that fit on the simulated
 // cluster, and whether it is proven exact.
-func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*component) (int64, bool) {
-	dims := newSetDims(components)
-	nodes, capacity := p.setNodes(ctx, sim, components, dims)
+func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*component, dims *setDims, rows *setRows) (int64, bool) {
+	nodes, capacity := setNodes(sim, components, dims, rows)
 	upper := int64(math.MaxInt32)
 	for c, comp := range components {
 		upper = min(upper, capacity[c]/comp.replicas)

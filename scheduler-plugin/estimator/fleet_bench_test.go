@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
@@ -18,6 +16,7 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 // churnPerSecond is the pod and node changes the informers apply while
@@ -44,8 +43,8 @@ func BenchmarkFleet(b *testing.B) {
 func benchFleet(b *testing.B, size int) {
 	c := newChurnCluster(b, 1, size, 4)
 	b.ReportMetric(0, "ns/op") // the parent's own line carries no time
-	c.gpus.Snapshot()          // published before weighing the plugin
-	gpuBytes := heapGrowth(func() any { return rebuildGPUCache(c) })
+	c.GPUs.Snapshot()          // published before weighing the plugin
+	gpuBytes := tc.HeapGrowth(func() any { return rebuildGPUCache(c) })
 	live := newLiveSnapshots(b, c)
 	shapes := []*pb.ReplicaRequirements{
 		replicaRequirements(quantities(resVGPU, "1", resMemory, "16384", resCores, "25", "cpu", "1", "memory", "2Gi"), nil),
@@ -58,7 +57,7 @@ func benchFleet(b *testing.B, size int) {
 		comp("worker", 8, quantities(resVGPU, "1", resMemory, "40960", "cpu", "4", "memory", "8Gi")),
 	}
 	newPlugin := func(opts ...Option) *Plugin {
-		p, err := New(config.Default(), c.gpus, 0, opts...)
+		p, err := New(config.Default(), c.GPUs, 0, opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -67,7 +66,7 @@ func benchFleet(b *testing.B, size int) {
 	}
 	uncached := newPlugin(WithoutMemo())
 	var memoised *Plugin
-	memoBytes := heapGrowth(func() any {
+	memoBytes := tc.HeapGrowth(func() any {
 		memoised = newPlugin()
 		live.read(func(s *schedcache.Snapshot) {
 			for _, rr := range shapes {
@@ -94,7 +93,7 @@ func benchFleet(b *testing.B, size int) {
 	b.Run("server_snapshot_pooled/one_change", func(b *testing.B) {
 		kept := c.snapshot(b, nil)
 		for b.Loop() {
-			c.change()
+			c.Change()
 			c.snapshot(b, kept)
 		}
 	})
@@ -140,45 +139,24 @@ func estimate(b *testing.B, p framework.EstimateReplicasPlugin, s *schedcache.Sn
 }
 
 // runLoaded has callersPerProc x GOMAXPROCS goroutines call ask while one
-// goroutine applies churnPerSecond changes (catching up when it falls
-// behind, so the rate holds on a busy machine) and publishes Karmada's
+// goroutine applies churnPerSecond changes and publishes Karmada's
 // snapshot after each.
 func runLoaded(b *testing.B, c *churnCluster, live *liveSnapshots, ask func(*schedcache.Snapshot, int)) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var applied atomic.Int64
-	start := time.Now()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Second / churnPerSecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
+	rate := tc.ChurnWhile(churnPerSecond, func() {
+		c.Change()
+		live.publish(b, c)
+	}, func() {
+		b.SetParallelism(callersPerProc)
+		var caller atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			n := int(caller.Add(1))
+			for pb.Next() {
+				live.read(func(s *schedcache.Snapshot) { ask(s, n) })
+				n++
 			}
-			for applied.Load() < int64(time.Since(start).Seconds()*churnPerSecond) {
-				c.change()
-				live.publish(b, c)
-				applied.Add(1)
-			}
-		}
-	}()
-	b.SetParallelism(callersPerProc)
-	var caller atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		n := int(caller.Add(1))
-		for pb.Next() {
-			live.read(func(s *schedcache.Snapshot) { ask(s, n) })
-			n++
-		}
+		})
 	})
-	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
-	b.ReportMetric(float64(applied.Load())/elapsed.Seconds(), "changes/s")
+	b.ReportMetric(rate, "changes/s")
 	b.ReportMetric(float64(callersPerProc*runtime.GOMAXPROCS(0)), "callers")
 }
 
@@ -186,29 +164,14 @@ func runLoaded(b *testing.B, c *churnCluster, live *liveSnapshots, ask func(*sch
 // weigh what the cache itself holds.
 func rebuildGPUCache(c *churnCluster) *gpucache.Cache {
 	g := gpucache.New(annotations.DefaultKeys())
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes {
 		g.UpsertNode(n)
 	}
-	for i, p := range c.pods {
-		if c.present[i] {
+	for i, p := range c.Pods {
+		if c.Present[i] {
 			g.UpsertPod(p)
 		}
 	}
 	g.Snapshot()
 	return g
-}
-
-// heapGrowth is how much the live heap grows by what build returns.
-func heapGrowth(build func() any) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	kept := build()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(kept)
-	if after.HeapAlloc < before.HeapAlloc {
-		return 0
-	}
-	return after.HeapAlloc - before.HeapAlloc
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/karmada-io/karmada/pkg/estimator/pb"
+
+	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
 // maxMemoShapes bounds how many request shapes keep memoised answers, per
@@ -43,12 +46,20 @@ type memo struct {
 	keys sync.Pool
 }
 
-// replicaAnswer is one shape's per-position copies (each clamped to
-// MaxInt32, as the sum clamps them) and their total at epoch. Immutable.
+// replicaAnswer is one shape's per-position answers at epoch. Immutable.
 type replicaAnswer struct {
-	epoch  uint64
+	epoch uint64
+	nodes int
+	// copies are Tessera's per-position answers (each clamped to MaxInt32,
+	// as the sum clamps them) and total their sum; nil for a shape without
+	// Tessera resources.
 	copies []int32
 	total  int64
+	// stock are Karmada's noderesource per-position answers, converted to
+	// int32 as it converts them, and stockTotal their sum, wrapping as its
+	// int32 sum wraps; nil unless the plugin answers for it.
+	stock      []int32
+	stockTotal int32
 }
 
 // setsAnswer is one component-set shape's answer at epoch. Immutable. Sets
@@ -56,8 +67,16 @@ type replicaAnswer struct {
 // search read the whole cluster.
 type setsAnswer struct {
 	epoch uint64
-	sets  int64
-	exact bool
+	// sets is Tessera's answer, exact unless the search ran out of budget;
+	// gpus tells whether the shape asks for Tessera resources at all.
+	sets        int64
+	exact, gpus bool
+	// firstFit is Karmada's noderesource answer when the plugin answers for
+	// it (firstfit.go).
+	firstFit int32
+	// rows are the per-node rows both answers were read from (setrows.go),
+	// for the next epoch's answer to start from.
+	rows *setRows
 }
 
 func newMemo() *memo {
@@ -112,16 +131,19 @@ func (m *memo) storeNoGPUs(key []byte) {
 	m.noGPU[string(key)] = struct{}{}
 }
 
-func (m *memo) setsAt(key []byte, epoch uint64) (*setsAnswer, bool) {
+// setsOf is the shape's last answer, at whatever epoch.
+func (m *memo) setsOf(key []byte) *setsAnswer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, ok := m.sets[string(key)]
-	return a, ok && a.epoch == epoch
+	return m.sets[string(key)]
 }
 
 func (m *memo) storeSets(key []byte, a *setsAnswer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if old, ok := m.sets[string(key)]; ok && old.epoch > a.epoch {
+		return // a newer answer is there already
+	}
 	if _, ok := m.sets[string(key)]; !ok && len(m.sets) >= maxMemoShapes {
 		for k := range m.sets {
 			delete(m.sets, k)
@@ -178,16 +200,18 @@ func replicaKey(buf []byte, rr *pb.ReplicaRequirements) ([]byte, error) {
 }
 
 // componentsKey encodes a component-set request's shape into buf: each
-// component length-prefixed, so that no two lists encode alike.
+// component after its length (4 bytes, written once it is encoded), so
+// that no two lists encode alike.
 func componentsKey(buf []byte, components []*pb.Component) ([]byte, error) {
 	buf = buf[:0]
 	for _, c := range components {
-		size := proto.MarshalOptions{Deterministic: true}.Size(c)
-		buf = binary.AppendUvarint(buf, uint64(size))
+		start := len(buf)
+		buf = append(buf, 0, 0, 0, 0)
 		var err error
 		if buf, err = (proto.MarshalOptions{Deterministic: true}).MarshalAppend(buf, c); err != nil {
 			return buf, fmt.Errorf("encode the request's shape: %w", err)
 		}
+		binary.LittleEndian.PutUint32(buf[start:], uint32(len(buf)-start-4)) // #nosec G115 -- a request is far below 4 GiB
 	}
 	return buf, nil
 }
@@ -196,44 +220,73 @@ func componentsKey(buf []byte, components []*pb.Component) ([]byte, error) {
 // unchanged nodes keep their answer, changed ones (from the table's
 // history) are recomputed, and a shape not seen at a reachable epoch is
 // computed in one parallel pass and remembered.
-func (p *Plugin) memoEstimate(ctx context.Context, view *clusterView, req *Requirement, key []byte) int64 {
+func (p *Plugin) memoEstimate(ctx context.Context, view *clusterView, req *Requirement, key []byte) *replicaAnswer {
 	t := view.table
 	prev := p.memo.replica(key)
 	if prev != nil && prev.epoch == t.epoch {
-		return prev.total
+		return prev
 	}
-	if prev != nil && len(prev.copies) == len(t.gens) {
+	if prev != nil && prev.nodes == len(t.gens) {
 		if changed, ok := t.changesSince(prev.epoch); ok && len(changed) <= len(t.gens)/incrementalShare {
-			copies := append([]int32(nil), prev.copies...)
-			total := prev.total
+			a := &replicaAnswer{epoch: t.epoch, nodes: prev.nodes, copies: slices.Clone(prev.copies), total: prev.total,
+				stock: slices.Clone(prev.stock), stockTotal: prev.stockTotal}
 			for _, i := range changed {
-				n := p.copiesAt(view, int(i), req)
-				total += int64(n) - int64(copies[i])
-				copies[i] = n
+				n, s := p.copiesAt(view, int(i), req)
+				if a.copies != nil {
+					a.total += int64(n) - int64(a.copies[i])
+					a.copies[i] = n
+				}
+				if a.stock != nil {
+					a.stockTotal += s - a.stock[i] // wraps as Karmada's sum does
+					a.stock[i] = s
+				}
 			}
-			p.memo.storeReplica(key, &replicaAnswer{epoch: t.epoch, copies: copies, total: total})
-			return total
+			p.memo.storeReplica(key, a)
+			return a
 		}
 	}
-	copies := make([]int32, len(t.gens))
-	p.parallelizer.Until(ctx, len(copies), func(i int) { copies[i] = p.copiesAt(view, i, req) })
+	a := &replicaAnswer{epoch: t.epoch, nodes: len(t.gens)}
+	if req.AsksForGPUs {
+		a.copies = make([]int32, a.nodes)
+	}
+	if p.stock != nil {
+		a.stock = make([]int32, a.nodes)
+	}
+	p.parallelizer.Until(ctx, a.nodes, func(i int) {
+		n, s := p.copiesAt(view, i, req)
+		if a.copies != nil {
+			a.copies[i] = n
+		}
+		if a.stock != nil {
+			a.stock[i] = s
+		}
+	})
 	if ctx.Err() != nil {
-		return 0 // an interrupted pass is not remembered
+		return a // an interrupted pass is not remembered
 	}
-	var total int64
-	for _, n := range copies {
-		total += int64(n)
+	for _, n := range a.copies {
+		a.total += int64(n)
 	}
-	p.memo.storeReplica(key, &replicaAnswer{epoch: t.epoch, copies: copies, total: total})
-	return total
+	for _, s := range a.stock {
+		a.stockTotal += s
+	}
+	p.memo.storeReplica(key, a)
+	return a
 }
 
-// copiesAt is one node's share of the sum: 0 where the replica may not
-// land, else the per-node minimum, clamped as sumOverNodes clamps it.
-func (p *Plugin) copiesAt(view *clusterView, i int, req *Requirement) int32 {
+// copiesAt is node i's share of the sums: 0 where the replica may not
+// land, else Tessera's per-node minimum, clamped as sumOverNodes clamps it,
+// and Karmada's noderesource answer (its resource division alone,
+// converted to int32 as it converts it).
+func (p *Plugin) copiesAt(view *clusterView, i int, req *Requirement) (tessera, stock int32) {
 	ni := view.nodes[i]
 	if !req.matches(ni) {
-		return 0
+		return 0, 0
 	}
-	return int32(min(req.copiesOn(ni, view.devices(i), nil), math.MaxInt32))
+	n := resourceCopies(ni, nil, &req.Resources)
+	stock = int32(n) // #nosec G115 -- truncated exactly as Karmada's noderesource truncates it
+	if n > 0 && req.AsksForGPUs {
+		n = min(n, int64(vgpu.MaxReplicas(view.devices(i), req.GPU)))
+	}
+	return int32(min(n, math.MaxInt32)), stock
 }

@@ -2,6 +2,7 @@ package estimator
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/gpucache"
+	tc "github.com/tessera-gpu/tessera/scheduler-plugin/estimator/testcluster"
 )
 
 // exactSum is the estimate computed the plain way, with nothing of the
@@ -84,11 +86,11 @@ func TestMemoMatchesExactUnderChurn(t *testing.T) {
 	sets[1].components[0].ReplicaRequirements.MustSetResourceRequest(quantities(resVGPU, "1", resMemory, "16384", "cpu", "1"))
 
 	c := newChurnCluster(t, 3, 300, 4)
-	memoised, err := New(config.Default(), c.gpus, 2)
+	memoised, err := New(config.Default(), c.GPUs, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reference, err := New(config.Default(), c.gpus, 2, WithoutMemo())
+	reference, err := New(config.Default(), c.GPUs, 2, WithoutMemo())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,26 +101,47 @@ func TestMemoMatchesExactUnderChurn(t *testing.T) {
 			t.Fatalf("a request without Tessera resources: %v, want no operation", ret.Reasons())
 		}
 	}
+	// CPU pods change only Karmada's cache (the GPU cache ignores them, so
+	// its snapshot stays): batches of them alone leave only the snapshot's
+	// version to tell that the nodes changed.
+	var cpuPods []*corev1.Pod
+	cpuPresent := map[int]bool{}
+	for i := range 40 {
+		cpuPods = append(cpuPods, tc.Pod(fmt.Sprintf("cpu-%d", i), c.Nodes[c.Rng.IntN(len(c.Nodes))].Name, 24000, 1<<30))
+	}
 	var incremental *schedcache.Snapshot
 	for batch := range 150 {
-		changes := 1 + c.rng.IntN(6)
+		changes := 1 + c.Rng.IntN(6)
 		if batch%25 == 24 {
 			changes = 80 // past incrementalShare: a full pass
 		}
 		for range changes {
-			c.change()
+			if batch%4 != 2 {
+				c.Change()
+				continue
+			}
+			i := c.Rng.IntN(len(cpuPods))
+			if cpuPresent[i] {
+				_ = c.Sched.RemovePod(cpuPods[i])
+			} else if err := c.Sched.AddPod(cpuPods[i]); err != nil {
+				t.Fatal(err)
+			}
+			cpuPresent[i] = !cpuPresent[i]
 		}
-		// Alternate a snapshot kept up to date in place (NodeInfos edited
-		// under the same pointers) with a fresh one (new pointers, same
-		// generations), as the server's per-request snapshot has it.
+		// Mix a snapshot kept up to date in place (NodeInfos edited under
+		// the same pointers, its version told as the server's snapshot pool
+		// tells it; the CPU-only batches follow one) with a fresh one (new
+		// pointers, same generations, no version).
 		snapshot := c.snapshot(t, nil)
-		if batch%2 == 0 {
+		ctx := context.Background()
+		if batch%4 != 0 {
 			incremental = c.snapshot(t, incremental)
 			snapshot = incremental
+			ctx = WithSnapshotVersion(ctx, SnapshotVersion{Snapshot: incremental, Version: uint64(batch)})
 		}
-		gpus := c.gpus.Snapshot()
+		gpus := c.GPUs.Snapshot()
 		for _, s := range shapes {
-			if c.rng.IntN(3) == 0 {
+			if c.Rng.IntN(3) == 0 {
 				continue // left behind for a few epochs
 			}
 			want := exactSum(t, snapshot, gpus, s.rr)
@@ -149,7 +172,7 @@ func TestMemoMatchesExactUnderChurn(t *testing.T) {
 // still be exact.
 func TestMemoConcurrentChurn(t *testing.T) {
 	c := newChurnCluster(t, 9, 200, 4)
-	p, err := New(config.Default(), c.gpus, 2)
+	p, err := New(config.Default(), c.GPUs, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +206,7 @@ func TestMemoConcurrentChurn(t *testing.T) {
 		}()
 	}
 	for range 300 {
-		c.change()
+		c.Change()
 		live.publish(t, c)
 	}
 	close(done)
@@ -192,11 +215,11 @@ func TestMemoConcurrentChurn(t *testing.T) {
 	snapshot := c.snapshot(t, nil)
 	for i, rr := range shapes {
 		got, _ := p.Estimate(ctx, framework.ReplicaEstimationContext{Snapshot: snapshot, ReplicaRequirements: rr})
-		if want := exactSum(t, snapshot, c.gpus.Snapshot(), rr); got != want {
+		if want := exactSum(t, snapshot, c.GPUs.Snapshot(), rr); got != want {
 			t.Errorf("shape %d: memoised %d, exact %d", i, got, want)
 		}
 	}
-	reference, err := New(config.Default(), c.gpus, 2, WithoutMemo())
+	reference, err := New(config.Default(), c.GPUs, 2, WithoutMemo())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func (v *clusterView) devices(i int) []vgpu.DeviceState {
 // matches reports whether a replica may land on the node at all: node
 // selector, required node affinity and tolerations, decided by Karmada's own
 // helpers so that Tessera and the stock plugins agree on the node set.
-func (r *Requirement) matches(ni *schedulerframework.NodeInfo) bool {
+func (r *nodeClaim) matches(ni *schedulerframework.NodeInfo) bool {
 	// The common case answers without Karmada's helpers, with the same
 	// result: no selector or affinity, and nothing a toleration could be
 	// needed for.
@@ -81,11 +81,13 @@ func resourceCopies(ni *schedulerframework.NodeInfo, t *taken, d *ResourceDemand
 	if t == nil {
 		t = &taken{}
 	}
-	var reqCPU, reqMem, reqEph int64
+	var reqCPU, reqMem, reqEph, reqPods int64
 	if req != nil {
-		reqCPU, reqMem, reqEph = req.MilliCPU, req.Memory, req.EphemeralStorage
+		reqCPU, reqMem, reqEph, reqPods = req.MilliCPU, req.Memory, req.EphemeralStorage, req.AllowedPodNumber
 	}
-	n := max(alloc.AllowedPodNumber-int64(len(ni.Pods))-t.pods, 0)
+	// Karmada's order: the pods Requested holds (never any in practice),
+	// clamped, then the pods listed.
+	n := max(max(alloc.AllowedPodNumber-reqPods, 0)-int64(len(ni.Pods))-t.pods, 0)
 	n = divideFree(n, alloc.MilliCPU, reqCPU+t.milliCPU, d.MilliCPU)
 	n = divideFree(n, alloc.Memory, reqMem+t.memory, d.Memory)
 	n = divideFree(n, alloc.EphemeralStorage, reqEph+t.ephemeralStorage, d.EphemeralStorage)

@@ -36,6 +36,9 @@ type nodeTable struct {
 	// the next request reads the same one, only generations are compared.
 	gpus    *gpucache.Snapshot
 	lineage *gpucache.Lineage
+	// version is the snapshot content the table was last checked against
+	// (zero: none known); the same version and GPU snapshot need no check.
+	version SnapshotVersion
 	// names is the slot-name version at which positions without a slot were
 	// looked up; missing counts those positions.
 	names   uint64
@@ -83,35 +86,46 @@ type tables struct {
 // case reads one generation per node and allocates nothing; a change costs
 // copies of the table's arrays, shared by the concurrent requests that see
 // the same change once one of them has published it.
-func (ts *tables) forList(nodes []*schedulerframework.NodeInfo, gpus *gpucache.Snapshot) *nodeTable {
+//
+// version names the content of the snapshot nodes come from, when known:
+// the table last checked against the same version and GPU snapshot is
+// returned without reading the nodes.
+func (ts *tables) forList(nodes []*schedulerframework.NodeInfo, gpus *gpucache.Snapshot, version SnapshotVersion) *nodeTable {
 	lineage, names := gpus.Lineage()
 	for range 2 {
 		t := ts.last.Load()
+		if t != nil && version.Snapshot != nil && t.version == version && t.gpus == gpus && t.names == names {
+			return t
+		}
 		if t == nil || len(t.gens) != len(nodes) || t.lineage != lineage {
 			nt := ts.build(nodes, gpus)
+			nt.version = version
 			ts.last.CompareAndSwap(t, nt)
 			return nt
 		}
 		changed := t.diff(nodes, gpus, names)
 		if len(changed) == 0 {
-			if t.gpus == gpus && t.names == names {
+			if t.gpus == gpus && t.names == names && t.version == version {
 				return t
 			}
-			// Same content read through a newer GPU snapshot: keep the
-			// epoch, so that memoised answers stay valid.
+			// Same content read through a newer GPU snapshot or another
+			// snapshot: keep the epoch, so that memoised answers stay valid.
 			nt := *t
-			nt.gpus, nt.names = gpus, names
+			nt.gpus, nt.names, nt.version = gpus, names, version
 			ts.last.CompareAndSwap(t, &nt)
 			return &nt
 		}
 		nt := ts.derive(t, nodes, gpus, names, changed)
+		nt.version = version
 		if ts.last.CompareAndSwap(t, nt) {
 			return nt
 		}
 		// Another request published first, most likely for the same change:
 		// check against its table, so that both share one epoch.
 	}
-	return ts.build(nodes, gpus)
+	nt := ts.build(nodes, gpus)
+	nt.version = version
+	return nt
 }
 
 // diff lists the positions whose node differs from the table's.

@@ -40,6 +40,9 @@ type Plugin struct {
 	// keeps answers under it (memo.go), nil when WithoutMemo.
 	tables tables
 	memo   *memo
+	// stock is Karmada's noderesource plugin when this plugin answers for
+	// it too (WithNodeResources), else nil.
+	stock StockPlugin
 	// budgetCounter counts component-set answers past the search budget;
 	// logOnce names each such workload in the log once.
 	budgetCounter Counter
@@ -84,6 +87,17 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 	if len(estCtx.AssumedWorkloads) == 0 && p.memo != nil {
 		return p.estimateMemoised(ctx, estCtx)
 	}
+	n, ret := p.estimateGPUs(ctx, estCtx)
+	if p.stock == nil {
+		return n, ret
+	}
+	s, sret := p.stock.Estimate(ctx, estCtx)
+	return mergeAnswers(answer{s, sret}, answer{n, ret}, true)
+}
+
+// estimateGPUs is Tessera's own answer computed from the nodes, without
+// the memo.
+func (p *Plugin) estimateGPUs(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
 	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
@@ -91,7 +105,7 @@ func (p *Plugin) Estimate(ctx context.Context, estCtx framework.ReplicaEstimatio
 	if !req.AsksForGPUs {
 		return noTesseraResources()
 	}
-	view, err := p.view(estCtx.Snapshot)
+	view, err := p.view(ctx, estCtx.Snapshot)
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
@@ -119,7 +133,8 @@ func noTesseraResources() (int32, *framework.Result) {
 // from one request to the next and are never memoised). The shape is
 // looked up before the request is decoded: an answered shape, or one known
 // to ask for no Tessera resource, costs the node table's check and no
-// decoding; a shape asking for none does not even read the nodes.
+// decoding; a shape asking for none does not even read the nodes unless
+// the plugin answers for Karmada's noderesource too.
 func (p *Plugin) estimateMemoised(ctx context.Context, estCtx framework.ReplicaEstimationContext) (int32, *framework.Result) {
 	buf := p.memo.keyBuffer()
 	defer p.memo.keys.Put(buf)
@@ -128,29 +143,43 @@ func (p *Plugin) estimateMemoised(ctx context.Context, estCtx framework.ReplicaE
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if p.memo.noGPUs(key) {
+	if p.stock == nil && p.memo.noGPUs(key) {
 		return noTesseraResources()
 	}
-	view, err := p.view(estCtx.Snapshot)
+	view, err := p.view(ctx, estCtx.Snapshot)
 	if err != nil {
 		return 0, framework.AsResult(err)
 	}
 	if a := p.memo.replica(key); a != nil && a.epoch == view.table.epoch {
-		return clampInt32(a.total), framework.NewResult(framework.Success)
+		return p.replicaResult(a)
 	}
 	req, err := ParseReplicaRequirements(estCtx.ReplicaRequirements, p.cfg)
 	if err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	if !req.AsksForGPUs {
+	if !req.AsksForGPUs && p.stock == nil {
 		p.memo.storeNoGPUs(key)
 		return noTesseraResources()
 	}
-	total := p.memoEstimate(ctx, view, &req, key)
+	a := p.memoEstimate(ctx, view, &req, key)
 	if err := ctx.Err(); err != nil {
 		return 0, framework.AsResult(fmt.Errorf("%s: %w", Name, err))
 	}
-	return clampInt32(total), framework.NewResult(framework.Success)
+	return p.replicaResult(a)
+}
+
+// replicaResult is the plugin's answer from a memoised one: Tessera's
+// total, and with noderesource's the lesser (noderesource's alone for a
+// shape without Tessera resources), as the framework takes it.
+func (p *Plugin) replicaResult(a *replicaAnswer) (int32, *framework.Result) {
+	success := framework.NewResult(framework.Success)
+	switch {
+	case p.stock == nil:
+		return clampInt32(a.total), success
+	case a.copies == nil:
+		return a.stockTotal, success
+	}
+	return min(a.stockTotal, clampInt32(a.total)), success
 }
 
 // sumOverNodes adds up the per-node minimum over every matching node, in
@@ -177,7 +206,7 @@ func (p *Plugin) sumOverNodes(ctx context.Context, view *clusterView, sim *simul
 
 // view lists the snapshot's nodes and takes the GPU state once, so that
 // one estimate reads one consistent GPU snapshot.
-func (p *Plugin) view(snapshot *schedcache.Snapshot) (*clusterView, error) {
+func (p *Plugin) view(ctx context.Context, snapshot *schedcache.Snapshot) (*clusterView, error) {
 	if snapshot == nil {
 		return nil, fmt.Errorf("%s: the estimation context has no snapshot", Name)
 	}
@@ -186,7 +215,35 @@ func (p *Plugin) view(snapshot *schedcache.Snapshot) (*clusterView, error) {
 		return nil, fmt.Errorf("%s: list snapshot nodes: %w", Name, err)
 	}
 	gpus := p.gpus.Snapshot()
-	return &clusterView{nodes: nodes, table: p.tables.forList(nodes, gpus)}, nil
+	return &clusterView{nodes: nodes, table: p.tables.forList(nodes, gpus, versionOf(ctx, snapshot))}, nil
+}
+
+// snapshotVersionKey carries a SnapshotVersion in a request's context.
+type snapshotVersionKey struct{}
+
+// SnapshotVersion names a snapshot's content: the snapshot has not been
+// edited since it was brought up to date at Version, and no other content
+// of it ever carries that version.
+type SnapshotVersion struct {
+	Snapshot *schedcache.Snapshot
+	Version  uint64
+}
+
+// WithSnapshotVersion tells the plugin the version of the snapshot a
+// request is estimated on (the server's snapshot pool knows it): a request
+// on a snapshot and version the node table was last checked against skips
+// reading every node's generation.
+func WithSnapshotVersion(ctx context.Context, v SnapshotVersion) context.Context {
+	return context.WithValue(ctx, snapshotVersionKey{}, v)
+}
+
+// versionOf is the version ctx carries for snapshot, or the zero version
+// (nil snapshot: unknown).
+func versionOf(ctx context.Context, snapshot *schedcache.Snapshot) SnapshotVersion {
+	if v, ok := ctx.Value(snapshotVersionKey{}).(SnapshotVersion); ok && v.Snapshot == snapshot {
+		return v
+	}
+	return SnapshotVersion{}
 }
 
 func clampInt32(n int64) int32 {

@@ -26,11 +26,33 @@ type Requirement struct {
 	// replica names no Tessera resource.
 	GPU         vgpu.PodRequest
 	AsksForGPUs bool
+	nodeClaim
+}
+
+// nodeClaim is where a replica may land: its required node affinity (node
+// selector included) and tolerations, decoded by Karmada's own helpers.
+type nodeClaim struct {
 	affinity    nodeaffinity.RequiredNodeAffinity
 	tolerations []corev1.Toleration
 	// anyNode is set when the claim has no node selector and no required
 	// affinity: then only taints can exclude a node.
 	anyNode bool
+}
+
+// parseNodeClaim decodes a claim as Karmada's plugins do
+// (estimator.GetAffinityAndTolerations).
+func parseNodeClaim(claim *pb.NodeClaim) (nodeClaim, error) {
+	var c nodeClaim
+	var err error
+	if c.affinity, c.tolerations, err = estimator.GetAffinityAndTolerations(claim); err != nil {
+		return nodeClaim{}, fmt.Errorf("decode node claim: %w", err)
+	}
+	affinity, err := claim.UnmarshalNodeAffinity()
+	if err != nil {
+		return nodeClaim{}, fmt.Errorf("decode node affinity: %w", err)
+	}
+	c.anyNode = len(claim.GetNodeSelector()) == 0 && affinity == nil
+	return c, nil
 }
 
 // ResourceDemand is what one replica takes of a node's ordinary resources,
@@ -79,38 +101,41 @@ func parseRequirement(claim *pb.NodeClaim, rl corev1.ResourceList, cfg config.Co
 	if r.GPU, r.AsksForGPUs, err = gpustate.RequestFromResources(rl, cfg); err != nil {
 		return Requirement{}, err
 	}
-	if r.affinity, r.tolerations, err = estimator.GetAffinityAndTolerations(claim); err != nil {
-		return Requirement{}, fmt.Errorf("decode node claim: %w", err)
+	if r.nodeClaim, err = parseNodeClaim(claim); err != nil {
+		return Requirement{}, err
 	}
-	affinity, err := claim.UnmarshalNodeAffinity()
-	if err != nil {
-		return Requirement{}, fmt.Errorf("decode node affinity: %w", err)
-	}
-	r.anyNode = len(claim.GetNodeSelector()) == 0 && affinity == nil
 	return r, nil
 }
 
 func newResourceDemand(rl corev1.ResourceList) (ResourceDemand, error) {
-	var d ResourceDemand
 	for name, q := range rl {
 		if q.Sign() < 0 {
 			return ResourceDemand{}, fmt.Errorf("resource %s has a negative quantity %s", name, q.String())
 		}
+	}
+	return demandOf(rl), nil
+}
+
+// demandOf reads rl as Karmada's util.Resource reads a request: positive
+// amounts of cpu, memory, ephemeral storage and scalar resources; other
+// names (a bare "pods", unknown unprefixed names) are ignored, as Karmada's
+// noderesource plugin ignores them.
+func demandOf(rl corev1.ResourceList) ResourceDemand {
+	var d ResourceDemand
+	for name, q := range rl {
 		switch {
 		case name == corev1.ResourceCPU:
-			d.MilliCPU = q.MilliValue()
+			d.MilliCPU = max(q.MilliValue(), 0)
 		case name == corev1.ResourceMemory:
-			d.Memory = q.Value()
+			d.Memory = max(q.Value(), 0)
 		case name == corev1.ResourceEphemeralStorage:
-			d.EphemeralStorage = q.Value()
+			d.EphemeralStorage = max(q.Value(), 0)
 		case lifted.IsScalarResourceName(name):
 			if v := q.Value(); v > 0 {
 				d.Scalars = append(d.Scalars, ScalarDemand{Name: name, Value: v})
 			}
 		}
-		// Other names (a bare "pods", unknown unprefixed names) are ignored,
-		// as Karmada's noderesource plugin ignores them.
 	}
 	slices.SortFunc(d.Scalars, func(a, b ScalarDemand) int { return cmp.Compare(a.Name, b.Name) })
-	return d, nil
+	return d
 }

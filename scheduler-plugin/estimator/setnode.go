@@ -1,11 +1,12 @@
 package estimator
 
 import (
-	"context"
 	"encoding/binary"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+
+	schedulerframework "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/framework"
 
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
@@ -73,25 +74,31 @@ func containsName(names []corev1.ResourceName, n corev1.ResourceName) bool {
 // freeOn is what node i of the simulation has free in every dimension,
 // never negative (as resourceCopies clamps it).
 func (d *setDims) freeOn(s *simulation, i int, out []int64) {
-	ni := s.view.nodes[i]
+	readFree(s.view.nodes[i], s.takenAt(i), d.scalars, out)
+}
+
+// readFree is what the node has free in every dimension (dimension 0 the
+// pod count, 1-3 cpu, memory and ephemeral storage, then scalars) once t
+// is placed too (nil for nothing), never negative: allocatable minus
+// requested, as Karmada's noderesource plugin reads it.
+func readFree(ni *schedulerframework.NodeInfo, t *taken, scalars []corev1.ResourceName, out []int64) {
 	clear(out)
 	alloc, req := ni.Allocatable, ni.Requested
 	if alloc == nil {
 		return
 	}
-	t := s.taken[i]
 	if t == nil {
 		t = &taken{}
 	}
-	var reqCPU, reqMem, reqEph int64
+	var reqCPU, reqMem, reqEph, reqPods int64
 	if req != nil {
-		reqCPU, reqMem, reqEph = req.MilliCPU, req.Memory, req.EphemeralStorage
+		reqCPU, reqMem, reqEph, reqPods = req.MilliCPU, req.Memory, req.EphemeralStorage, req.AllowedPodNumber
 	}
-	out[0] = alloc.AllowedPodNumber - int64(len(ni.Pods)) - t.pods
+	out[0] = max(alloc.AllowedPodNumber-reqPods, 0) - int64(len(ni.Pods)) - t.pods
 	out[1] = alloc.MilliCPU - reqCPU - t.milliCPU
 	out[2] = alloc.Memory - reqMem - t.memory
 	out[3] = alloc.EphemeralStorage - reqEph - t.ephemeralStorage
-	for k, name := range d.scalars {
+	for k, name := range scalars {
 		var used int64
 		if req != nil {
 			used = req.ScalarResources[name]
@@ -127,49 +134,17 @@ func (d *setDims) copies(c int, free []int64) int64 {
 	return n
 }
 
-// setNodes computes, in one parallel pass over the nodes, every node's free
-// resources and its alone counts (the per-component exact answers): the free
-// resources are read once per node for all components (that reading, map
-// lookups of scalar resources, is most of a per-node answer besides the GPU
-// fit), and the GPU fit is asked only where the resources leave room. It
-// returns the nodes that can take a replica of some component (those where
-// GPU components cannot meet first, otherwise in the view's order), with
-// the sum of the alone counts per component.
-func (p *Plugin) setNodes(ctx context.Context, sim *simulation, components []*component, dims *setDims) ([]*setNode, []int64) {
+// setNodes returns the nodes that can take a replica of some component
+// (those where GPU components cannot meet first, otherwise in the view's
+// order), from the per-node rows (setrows.go), with the sum of the alone
+// counts per component.
+func setNodes(sim *simulation, components []*component, dims *setDims, rows *setRows) ([]*setNode, []int64) {
 	nC, n, w := len(components), len(sim.view.nodes), dims.width
-	alone := make([]int64, n*nC)
-	free := make([]int64, n*w)
-	devices := make([][]vgpu.DeviceState, n)
-	p.parallelizer.Until(ctx, n, func(i int) {
-		ni := sim.view.nodes[i]
-		row, f := alone[i*nC:(i+1)*nC], free[i*w:(i+1)*w]
-		// matches' common case, decided once for all components.
-		node := ni.Node()
-		plain := node != nil && len(node.Spec.Taints) == 0 && !node.Spec.Unschedulable
-		read := false
-		for ci, c := range components {
-			if !(plain && c.req.anyNode) && !c.req.matches(ni) {
-				continue
-			}
-			if !read {
-				dims.freeOn(sim, i, f)
-				read = true
-			}
-			k := dims.copies(ci, f)
-			if k > 0 && c.req.AsksForGPUs {
-				if devices[i] == nil {
-					devices[i] = sim.devicesOf(i)
-				}
-				k = min(k, int64(vgpu.MaxReplicas(devices[i], c.req.GPU)))
-			}
-			row[ci] = k
-		}
-	})
 	capacity := make([]int64, nC)
 	count := 0
 	for i := range n {
 		any := false
-		for ci, a := range alone[i*nC : (i+1)*nC] {
+		for ci, a := range rows.alone[i*nC : (i+1)*nC] {
 			capacity[ci] += a
 			any = any || a > 0
 		}
@@ -186,11 +161,11 @@ func (p *Plugin) setNodes(ctx context.Context, sim *simulation, components []*co
 	nodes := make([]*setNode, 0, count)
 	shared := 0
 	for i := range n {
-		row := alone[i*nC : (i+1)*nC : (i+1)*nC]
+		row := rows.alone[i*nC : (i+1)*nC : (i+1)*nC]
 		if !slices.ContainsFunc(row, func(a int64) bool { return a > 0 }) {
 			continue
 		}
-		slab = append(slab, setNode{pos: i, alone: row, free: free[i*w : (i+1)*w : (i+1)*w], devices: devices[i]})
+		slab = append(slab, setNode{pos: i, alone: row, free: rows.free[i*w : (i+1)*w : (i+1)*w], devices: sim.devicesOf(i)})
 		if sharedGPUComponents(&slab[len(slab)-1], components) == 0 {
 			nodes = append(nodes, &slab[len(slab)-1])
 		} else {

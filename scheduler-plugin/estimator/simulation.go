@@ -23,14 +23,34 @@ type simulation struct {
 	touched []bool
 }
 
+// newSimulation starts a simulation of the view's nodes. Its per-node
+// arrays are made on its first placement: most simulations place nothing.
 func newSimulation(view *clusterView) *simulation {
-	n := len(view.nodes)
-	return &simulation{view: view, taken: make([]*taken, n), devices: make([][]vgpu.DeviceState, n), touched: make([]bool, n)}
+	return &simulation{view: view}
+}
+
+// ensure makes the per-node arrays before a placement.
+func (s *simulation) ensure() {
+	if s.taken == nil {
+		n := len(s.view.nodes)
+		s.taken, s.devices, s.touched = make([]*taken, n), make([][]vgpu.DeviceState, n), make([]bool, n)
+	}
+}
+
+// takenAt is what the simulation placed on node i; nil for nothing.
+func (s *simulation) takenAt(i int) *taken {
+	if s.taken == nil {
+		return nil
+	}
+	return s.taken[i]
 }
 
 // clone is an independent copy of the simulation: placing on it leaves s
 // as it was.
 func (s *simulation) clone() *simulation {
+	if s.taken == nil {
+		return &simulation{view: s.view}
+	}
 	c := &simulation{view: s.view, taken: make([]*taken, len(s.taken)), devices: slices.Clone(s.devices), touched: slices.Clone(s.touched)}
 	for i, t := range s.taken {
 		if t != nil {
@@ -43,7 +63,7 @@ func (s *simulation) clone() *simulation {
 }
 
 func (s *simulation) devicesOf(i int) []vgpu.DeviceState {
-	if s.touched[i] {
+	if s.touched != nil && s.touched[i] {
 		return s.devices[i]
 	}
 	return s.view.devices(i)
@@ -51,7 +71,7 @@ func (s *simulation) devicesOf(i int) []vgpu.DeviceState {
 
 // copiesOn is Requirement.copiesOn on the simulated state of node i.
 func (s *simulation) copiesOn(i int, req *Requirement) int64 {
-	return req.copiesOn(s.view.nodes[i], s.devicesOf(i), s.taken[i])
+	return req.copiesOn(s.view.nodes[i], s.devicesOf(i), s.takenAt(i))
 }
 
 // place puts up to k replicas on node i and returns how many it placed.
@@ -59,6 +79,7 @@ func (s *simulation) copiesOn(i int, req *Requirement) int64 {
 // may stop short of the exact maximum on a fragmented node; the shortfall
 // makes the simulation conservative, never optimistic.
 func (s *simulation) place(i int, req *Requirement, k int64) int64 {
+	s.ensure()
 	placed := k
 	if req.AsksForGPUs {
 		devices := s.devicesOf(i)

@@ -6,7 +6,7 @@
 # so that setup and contention from other processes' wall time cancel out.
 N=400
 for b in before after; do
-  for s in 'launcher.*/sets' 'launcher.*/workers_alone' 'head.*/sets' 'head.*/workers_alone'; do
+  for s in 'launcher.*/sets$' 'launcher.*/workers_alone$' 'head.*/sets$' 'head.*/workers_alone$'; do
     t1=$( { /usr/bin/time -f "%U %S" ./est_$b.test -test.run '^$' -test.bench "BenchmarkComponentSets/$s" -test.benchtime 1x >/dev/null; } 2>&1 | tail -1 | awk '{print $1+$2}')
     tn=$( { /usr/bin/time -f "%U %S" ./est_$b.test -test.run '^$' -test.bench "BenchmarkComponentSets/$s" -test.benchtime $((N+1))x >/dev/null; } 2>&1 | tail -1 | awk '{print $1+$2}')
     echo "$b $s $(echo "($tn - $t1) * 1000000 / $N" | bc -l | xargs printf '%.0f') us-cpu/op"

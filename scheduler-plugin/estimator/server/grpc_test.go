@@ -47,12 +47,13 @@ func stockAnswer(t *testing.T, s *Server, rl corev1.ResourceList, claim *pb.Node
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.snapshots.release(snapshot)
 	pl, err := noderesource.New(stockHandle{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, _ := pl.(framework.EstimateReplicasPlugin).Estimate(context.Background(), framework.ReplicaEstimationContext{
-		Snapshot: snapshot, ReplicaRequirements: (&pb.ReplicaRequirements{NodeClaim: claim}).MustSetResourceRequest(rl),
+		Snapshot: snapshot.Snapshot, ReplicaRequirements: (&pb.ReplicaRequirements{NodeClaim: claim}).MustSetResourceRequest(rl),
 	})
 	return n
 }

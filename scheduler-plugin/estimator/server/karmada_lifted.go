@@ -13,7 +13,9 @@ Sources:
 Changes: the handlers hang off a small schedCacheFeeder instead of Karmada's
 server struct (whose registry cannot take extra plugins, which is why Tessera
 has its own server) and report when their initial events are delivered;
-errors are wrapped; logs are structured.
+they change the cache through versionedCache, which counts changes so that
+requests can share a snapshot (snapshots.go); errors are wrapped; logs are
+structured.
 */
 
 package server
@@ -39,7 +41,6 @@ import (
 	"github.com/karmada-io/karmada/pkg/util/fedinformer/genericmanager"
 	"github.com/karmada-io/karmada/pkg/util/fedinformer/keys"
 	"github.com/karmada-io/karmada/pkg/util/helper"
-	schedcache "github.com/karmada-io/karmada/pkg/util/lifted/scheduler/cache"
 )
 
 // supportedGVRs are the workloads GetUnschedulableReplicas can look up.
@@ -96,7 +97,7 @@ func (w *workloadLookup) unschedulableReplicas(request *pb.UnschedulableReplicas
 // schedCacheFeeder keeps Karmada's scheduler cache (what Karmada's stock
 // plugins and the estimation snapshot read) in step with the informers.
 type schedCacheFeeder struct {
-	cache schedcache.Cache
+	cache *versionedCache
 }
 
 func (f *schedCacheFeeder) addEventHandlers(informerFactory informers.SharedInformerFactory) ([]cache.InformerSynced, error) {

@@ -41,7 +41,7 @@ func (s *Server) MaxAvailableReplicas(ctx context.Context, request *pb.MaxAvaila
 			return nil, err
 		}
 		defer s.snapshots.release(snapshot)
-		return estimateReplicas(ctx, s.framework, snapshot, request, s.cfg.Tessera)
+		return estimateReplicas(snapshot.context(ctx), s.framework, snapshot.Snapshot, request, s.cfg.Tessera)
 	})
 }
 
@@ -86,11 +86,11 @@ func (s *Server) MaxAvailableComponentSets(ctx context.Context, request *pb.MaxA
 		if snapshot.NumNodes() == 0 {
 			return &pb.MaxAvailableComponentSetsResponse{}, nil
 		}
-		estCtx := framework.ComponentEstimationContext{Snapshot: snapshot, Components: request.GetComponents(), Namespace: request.GetNamespace()}
+		estCtx := framework.ComponentEstimationContext{Snapshot: snapshot.Snapshot, Components: request.GetComponents(), Namespace: request.GetNamespace()}
 		if features.FeatureGate.Enabled(features.SchedulingOvercommitProtection) {
 			estCtx.AssumedWorkloads = request.GetAssumedWorkloads()
 		}
-		sets, ret := s.framework.RunEstimateComponentsPlugins(ctx, estCtx)
+		sets, ret := s.framework.RunEstimateComponentsPlugins(snapshot.context(ctx), estCtx)
 		switch {
 		case ret.IsUnschedulable():
 			return &pb.MaxAvailableComponentSetsResponse{}, nil
@@ -154,7 +154,7 @@ func (s *Server) checkComponents(components []*pb.Component) error {
 
 // snapshot takes an up-to-date snapshot of Karmada's scheduler cache for
 // one request (snapshots.go); the caller releases it when done.
-func (s *Server) snapshot() (*schedcache.Snapshot, error) {
+func (s *Server) snapshot() (*pooledSnapshot, error) {
 	snapshot, err := s.snapshots.acquire()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
@@ -193,7 +193,9 @@ func handle[Resp any](ctx context.Context, s *Server, rpc, karmadaType string, d
 			klog.ErrorS(err, "Estimator RPC failed", "rpc", rpc, "object", object, "cluster", s.cfg.ClusterName)
 			return
 		}
-		klog.V(2).InfoS("Estimator RPC answered", "rpc", rpc, "object", object, "answer", resp, "elapsed", time.Since(start))
+		if v := klog.V(2); v.Enabled() { // the arguments would allocate even when not logged
+			v.InfoS("Estimator RPC answered", "rpc", rpc, "object", object, "answer", resp, "elapsed", time.Since(start))
+		}
 	}()
 	return do()
 }

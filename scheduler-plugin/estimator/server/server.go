@@ -24,7 +24,6 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/karmada-io/karmada/pkg/estimator/server/framework"
-	frameworkplugins "github.com/karmada-io/karmada/pkg/estimator/server/framework/plugins"
 	frameworkruntime "github.com/karmada-io/karmada/pkg/estimator/server/framework/runtime"
 	"github.com/karmada-io/karmada/pkg/estimator/server/replica"
 	estimatorservice "github.com/karmada-io/karmada/pkg/estimator/service"
@@ -66,7 +65,7 @@ type Server struct {
 	cfg             Config
 	informerFactory informers.SharedInformerFactory
 	informerManager genericmanager.SingleClusterInformerManager
-	schedCache      schedcache.Cache
+	schedCache      *versionedCache
 	snapshots       *snapshots
 	gpuCache        *gpucache.Cache
 	waitingPods     *gpucache.WaitingPods
@@ -95,7 +94,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:             cfg,
 		informerFactory: factory,
-		schedCache:      schedcache.New(0, ctx.Done()),
+		schedCache:      newVersionedCache(schedcache.New(0, ctx.Done())),
 		gpuCache:        gpucache.New(cfg.Tessera.Keys()),
 		waitingPods:     gpucache.NewWaitingPods(cfg.Tessera),
 		freshness: newFreshness(time.Now, func(ctx context.Context) error {
@@ -117,7 +116,7 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	_ = factory.Core().V1().Pods().Informer().SetTransform(fedinformer.StripUnusedFields)
 	_ = factory.Apps().V1().ReplicaSets().Informer().SetTransform(fedinformer.StripUnusedFields)
 
-	s.snapshots = &snapshots{cache: s.schedCache}
+	s.snapshots = newSnapshots(s.schedCache)
 	s.informerManager = genericmanager.NewSingleClusterInformerManager(ctx, clients.Dynamic, 0)
 	for _, gvr := range supportedGVRs {
 		s.informerManager.Lister(gvr)
@@ -153,12 +152,13 @@ func New(ctx context.Context, clients Clients, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// newFramework is Karmada's estimation framework with its in-tree plugins
-// and Tessera's, reading GPU state from gpus.
+// newFramework is Karmada's estimation framework with its in-tree plugins,
+// noderesource's answers given by Tessera's plugin (estimator.Registry: the
+// same answers, memoised), reading GPU state from gpus.
 func newFramework(cfg config.Config, gpus estimator.GPUStateSource, parallelism int, pluginOpts []estimator.Option, opts ...frameworkruntime.Option) (framework.Framework, error) {
-	registry := frameworkplugins.NewInTreeRegistry()
-	if err := registry.Register(estimator.Name, estimator.Factory(cfg, gpus, parallelism, pluginOpts...)); err != nil {
-		return nil, fmt.Errorf("register the %s plugin: %w", estimator.Name, err)
+	registry, err := estimator.Registry(cfg, gpus, parallelism, pluginOpts...)
+	if err != nil {
+		return nil, err
 	}
 	fw, err := frameworkruntime.NewFramework(registry, opts...)
 	if err != nil {
