@@ -37,7 +37,8 @@ type Member struct {
 	cluster *cluster.Member
 	nodes   []*Node
 
-	extender *component
+	extender     *component // nil while stopped; guarded by mu once started
+	extenderPort int        // kube-scheduler's configuration names it: a restart listens there again
 
 	mu             sync.Mutex
 	estimator      *component // nil once stopped
@@ -154,6 +155,7 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 	}
 	e.logf("%s: servers ready after %s", spec.Name, time.Since(start).Round(time.Millisecond))
 
+	m.extenderPort = extenderPort
 	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
 		return m, err
 	}
@@ -192,10 +194,10 @@ func (m *Member) gpuCount() int {
 func (m *Member) stopComponents() []error {
 	var errs []error
 	m.mu.Lock()
-	est := m.estimator
-	m.estimator = nil
+	est, ext := m.estimator, m.extender
+	m.estimator, m.extender = nil, nil
 	m.mu.Unlock()
-	errs = append(errs, est.stop(), m.extender.stop())
+	errs = append(errs, est.stop(), ext.stop())
 	for _, n := range m.nodes {
 		errs = append(errs, n.stop()...)
 	}
