@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 
@@ -39,10 +40,11 @@ func (f *Findings) unsettled(format string, args ...any) {
 	f.Unsettled = append(f.Unsettled, fmt.Sprintf(format, args...))
 }
 
-// memberState is one member's Nodes and pods, listed once.
+// memberState is one member's Nodes, pods and Deployments, listed once.
 type memberState struct {
-	nodes []corev1.Node
-	pods  []*corev1.Pod // every pod, terminal ones included
+	nodes       []corev1.Node
+	pods        []*corev1.Pod // every pod, terminal ones included
+	deployments map[string]int32
 }
 
 func (m *Member) listState(ctx context.Context) (memberState, error) {
@@ -54,7 +56,14 @@ func (m *Member) listState(ctx context.Context) (memberState, error) {
 	if err != nil {
 		return memberState{}, fmt.Errorf("list pods of %s: %w", m.name, err)
 	}
-	s := memberState{nodes: nodes.Items}
+	deployments, err := m.Client().AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return memberState{}, fmt.Errorf("list deployments of %s: %w", m.name, err)
+	}
+	s := memberState{nodes: nodes.Items, deployments: map[string]int32{}}
+	for _, d := range deployments.Items {
+		s.deployments[d.Namespace+"/"+d.Name] = ptr.Deref(d.Spec.Replicas, 1)
+	}
 	for i := range pods.Items {
 		s.pods = append(s.pods, &pods.Items[i])
 	}
@@ -142,6 +151,10 @@ func (m *Member) checkReplicas(f *Findings, s memberState, w Workload, want int3
 		default:
 			f.unsettled("%s/%s is %s on node %q (ready %t) with reason %q", m.name, pod.Name, r.Phase, r.Node, r.Ready, r.Why)
 		}
+	}
+	if applied, ok := s.deployments[w.Namespace+"/"+w.Name]; want > 0 && (!ok || applied != want) {
+		f.unsettled("%s: Karmada gave it %d replicas of %s, its Deployment asks for %d (exists %t): Karmada has not applied the member's Work yet",
+			m.name, want, w.Name, applied, ok)
 	}
 	if active != int(want) {
 		f.unsettled("%s: %s has %d replicas, Karmada gave it %d", m.name, w.Name, active, want)
