@@ -30,6 +30,9 @@ const settleTimeout = 4 * time.Minute
 // (docs/e2e.md, "The chaos run").
 const karmadaRetryCap = 10 * time.Second
 
+// monitorEvery is how often the GPUs are checked while the faults run.
+const monitorEvery = 2 * time.Second
+
 // progressEvery is how often a wait says what it still waits for.
 const progressEvery = 15 * time.Second
 
@@ -89,6 +92,7 @@ func TestChaosLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopMonitor := e.MonitorGPUs(ctx, monitorEvery)
 	records, scaleErrs := e.RunChaos(ctx, plan, chaosNamespace)
 	var lines []string
 	for i, r := range records {
@@ -102,6 +106,9 @@ func TestChaosLosesNothing(t *testing.T) {
 		t.Errorf("scale: %v", err)
 	}
 	settle(ctx, t, e, workloads, "the environment to settle after the last fault")
+	if seen := stopMonitor(); len(seen) > 0 {
+		t.Errorf("while the faults ran, every %s:\n  %s", monitorEvery, strings.Join(seen, "\n  "))
+	}
 
 	e.Stop()
 	if err := e.StopErr(); err != nil {

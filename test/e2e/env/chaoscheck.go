@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -248,5 +249,49 @@ func (m *Member) checkGPUs(f *Findings, s memberState) {
 				slots[d.SlotID] = pod.Name
 			}
 		}
+	}
+}
+
+// MonitorGPUs checks every member's GPUs as checkGPUs does (no GPU over
+// its capacity, no slot assigned to two live pods) every interval, so that
+// an overcommit that ends before the run does (one of the pods failed or
+// was deleted) is seen too. A member that cannot be read is skipped that
+// time (its API server may be down on purpose). stop ends the monitor and
+// returns each distinct violation seen.
+func (e *Env) MonitorGPUs(ctx context.Context, every time.Duration) (stop func() []string) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	seen := map[string]bool{}
+	var found []string
+	go func() {
+		defer close(done)
+		ticker := time.NewTicker(every)
+		defer ticker.Stop()
+		for {
+			for _, m := range e.members {
+				s, err := m.listState(ctx)
+				if err != nil {
+					continue
+				}
+				var f Findings
+				m.checkGPUs(&f, s)
+				for _, v := range f.Violations {
+					if !seen[v] {
+						seen[v] = true
+						found = append(found, time.Now().Format(time.TimeOnly)+" "+v)
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	return func() []string {
+		cancel()
+		<-done
+		return found
 	}
 }
