@@ -141,6 +141,7 @@ func (m *Member) checkReplicas(f *Findings, s memberState, w Workload, want int3
 			if r.Why == "" {
 				f.unsettled("%s/%s ended %s without a reason", m.name, pod.Name, pod.Status.Phase)
 			}
+			f.Summary = append(f.Summary, fmt.Sprintf("%s/%s ended %s (replaced by its ReplicaSet): %s", m.name, pod.Name, pod.Status.Phase, r.Why))
 			continue
 		}
 		active++
