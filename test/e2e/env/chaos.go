@@ -174,6 +174,16 @@ func (e *Env) RunChaos(ctx context.Context, plan ChaosPlan, namespace string) ([
 		}
 	}
 	records := make([]FaultRecord, len(plan.Faults))
+	// A restart can take longer than its planned outage (a component waits
+	// for its member's API server): a fault waits until the one before it
+	// on the same target is over, so that it never kills a half-started
+	// server. The plan orders them, so the earlier one locks first.
+	targets := map[string]*sync.Mutex{}
+	for _, f := range plan.Faults {
+		if targets[f.busyKey()] == nil {
+			targets[f.busyKey()] = &sync.Mutex{}
+		}
+	}
 	var wg sync.WaitGroup
 	for i, f := range plan.Faults {
 		wg.Go(func() {
@@ -183,6 +193,9 @@ func (e *Env) RunChaos(ctx context.Context, plan ChaosPlan, namespace string) ([
 				r.Err = ctx.Err()
 				return
 			}
+			target := targets[f.busyKey()]
+			target.Lock()
+			defer target.Unlock()
 			kill, restart, err := e.faultActions(f)
 			if err == nil {
 				err = kill()
