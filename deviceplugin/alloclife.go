@@ -29,6 +29,8 @@ func (p *Plugin) restoreAllocations() error {
 		restored++
 		if owner == nil {
 			waiting++
+		} else {
+			p.queueMissingRecord(owner)
 		}
 	}
 	if restored > 0 {

@@ -159,6 +159,15 @@ func (ix *podIndex) orderedLocked() []*podEntry {
 	return ix.ordered
 }
 
+// annotationLacks says whether the index knows the pod and its Allocated
+// annotation, as last seen, does not list container.
+func (ix *podIndex) annotationLacks(uid types.UID, container string) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	e, ok := ix.pods[uid]
+	return ok && !slices.Contains(e.servedByAnnotation, container)
+}
+
 func (ix *podIndex) isServedLocked(e *podEntry, container string) bool {
 	return ix.served[e.pod.UID][container] || slices.Contains(e.servedByAnnotation, container)
 }
