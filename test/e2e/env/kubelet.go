@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
+	"github.com/tessera-gpu/tessera/pkg/informerstop"
 )
 
 // ReasonAdmissionFailed is the kubelet's reason for a pod it rejects at
@@ -137,7 +138,9 @@ func (k *simKubelet) run(ctx context.Context) error {
 		return fmt.Errorf("kubelet of %s: watch pods: %w", k.node, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer factory.Shutdown() // after cancel: waits for the informer to stop
+	// After cancel: waits for the informer to stop, as long as a kubelet
+	// would (informerstop: client-go's watch-list back-off ignores the stop).
+	defer informerstop.Shutdown(logger, "pods of node "+k.node, factory, informerstop.Timeout)
 	defer cancel()
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
