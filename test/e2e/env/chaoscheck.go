@@ -165,7 +165,8 @@ func (m *Member) checkReplicas(f *Findings, s memberState, w Workload, want int3
 
 // checkContainer: the running container got from the device plugin the
 // GPUs of its assignment (its slot IDs name them) and, in its limits file,
-// the assignment's memory and cores on each.
+// the assignment's memory and cores on each, and the device plugin
+// recorded it as served on the pod.
 func (m *Member) checkContainer(f *Findings, pod *corev1.Pod, r Replica) {
 	node := m.Node(r.Node)
 	if node == nil || r.Assignment == nil || r.Assignment.Node != r.Node {
@@ -201,6 +202,9 @@ func (m *Member) checkContainer(f *Findings, pod *corev1.Pod, r Replica) {
 		if !slices.Equal(assigned, got) {
 			f.violation("%s/%s: container %s runs on GPUs %v, its assignment names %v", m.name, pod.Name, alloc.Container, got, assigned)
 			continue
+		}
+		if !slices.Contains(r.Allocated, alloc.Container) {
+			f.unsettled("%s/%s: container %s runs but the pod's %s annotation does not record it as served", m.name, pod.Name, alloc.Container, m.env.cfg.Keys().Allocated)
 		}
 		limits, written, err := deviceplugin.ContainerLimits(alloc.Response)
 		switch {
