@@ -124,9 +124,14 @@ func (e *Env) CheckChaos(ctx context.Context, workloads []Workload) (Findings, e
 // each is Running and Ready, or Pending unbound with a reason.
 func (m *Member) checkReplicas(f *Findings, s memberState, w Workload, want int32) {
 	keys := m.env.cfg.Keys()
-	active, running := 0, 0
+	active, running, ended := 0, 0, 0
+	firstEnded := ""
 	defer func() {
-		f.Summary = append(f.Summary, fmt.Sprintf("%s: %s %d running, %d waiting", m.name, w.Name, running, active-running))
+		line := fmt.Sprintf("%s: %s %d running, %d waiting", m.name, w.Name, running, active-running)
+		if ended > 0 {
+			line += fmt.Sprintf("; %d ended and were replaced by the ReplicaSet, the first: %s", ended, firstEnded)
+		}
+		f.Summary = append(f.Summary, line)
 	}()
 	for _, pod := range s.pods {
 		if pod.Namespace != w.Namespace || pod.Labels[AppLabel] != w.Name {
@@ -141,7 +146,9 @@ func (m *Member) checkReplicas(f *Findings, s memberState, w Workload, want int3
 			if r.Why == "" {
 				f.unsettled("%s/%s ended %s without a reason", m.name, pod.Name, pod.Status.Phase)
 			}
-			f.Summary = append(f.Summary, fmt.Sprintf("%s/%s ended %s (replaced by its ReplicaSet): %s", m.name, pod.Name, pod.Status.Phase, r.Why))
+			if ended++; ended == 1 {
+				firstEnded = fmt.Sprintf("%s %s: %s", pod.Name, pod.Status.Phase, r.Why)
+			}
 			continue
 		}
 		active++
