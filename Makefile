@@ -27,8 +27,11 @@ test: test-hook test-go
 # The integration tests run real etcd, kube-apiserver, kube-scheduler and
 # Karmada binaries built from Go modules (cached under ~/.cache/tessera):
 # build them first, with progress, so no test waits silently on a build.
+# test/install runs verbosely: its output lists the objects each values set
+# applied and the ServiceAccount every component ran as.
 test-go: servers test-deps
-	$(GO) test $(GOFLAGS_ALL) -count=1 -timeout 45m ./...
+	$(GO) test $(GOFLAGS_ALL) -count=1 -timeout 45m $$($(GO) list $(GOFLAGS_ALL) ./... | grep -v '/test/install$$')
+	$(GO) test $(GOFLAGS_ALL) -count=1 -timeout 15m -v ./test/install
 
 ## chaos: the long chaos run (docs/e2e.md): CHAOS_FAULTS faults on the real
 ## Karmada and two members; make test runs its short form (6 faults).

@@ -17,13 +17,17 @@ import (
 // The allocation directory is what Allocate can set up from the slot IDs
 // alone, before anyone knows whose container it is:
 //
-//	<stateDir>/allocations/<key>/     root 0755, never mounted
-//	    record                        host only: the allocation's ID and slots
-//	    owner                         host only: whose it is, once resolved
-//	    limits/                       mounted read-only at /var/run/tessera-limits
-//	        limits                    the hookenv limits file, once resolved
-//	    region/                       mounted read-write at /var/run/tessera
-//	        usage.region
+//	<stateDir>/allocations/           root 0700 (privateDirMode)
+//	    <key>/                        root 0700, never mounted
+//	        record                    0644, host only: the allocation's ID and slots
+//	        owner                     0644, host only: whose it is, once resolved
+//	        limits/                   root 0755, mounted read-only at /var/run/tessera-limits
+//	            limits                0644, the hookenv limits file, once resolved
+//	        region/                   root 0755, mounted read-write at /var/run/tessera
+//	            usage.region          root 0666
+//
+// docs/operations.md ("Region files and their permissions") says why each
+// mode is what it is; TestContainersCannotReachOtherRegions proves it.
 //
 // key is a hash of the container request's sorted slot IDs: the kubelet
 // never gives one slot to two containers at once, so one key names one live
@@ -94,8 +98,11 @@ func (s allocStore) regionDir(k string) string { return filepath.Join(s.dir(k), 
 // region) is removed, and the new record is written last, so that a crash
 // half-way leaves at worst a directory that the next Allocate redoes.
 func (s allocStore) prepare(key string, rec allocRecord) error {
-	for _, d := range []string{s.root(), s.dir(key), s.limitsDir(key), s.regionDir(key)} {
-		if err := ensureRootDir(d); err != nil {
+	for _, d := range []struct {
+		path string
+		mode fs.FileMode
+	}{{s.root(), privateDirMode}, {s.dir(key), privateDirMode}, {s.limitsDir(key), regionDirMode}, {s.regionDir(key), regionDirMode}} {
+		if err := ensureRootDir(d.path, d.mode); err != nil {
 			return fmt.Errorf("prepare allocation %s: %w", key, err)
 		}
 	}
@@ -181,11 +188,10 @@ func (s allocStore) linkRegion(regions regionStore, podUID, container, key strin
 		return err
 	}
 	link := filepath.Dir(file)
-	if err := ensureRootDir(regions.root()); err != nil {
-		return err
-	}
-	if err := ensureRootDir(filepath.Dir(link)); err != nil {
-		return err
+	for _, d := range []string{regions.root(), filepath.Dir(link)} {
+		if err := ensureRootDir(d, privateDirMode); err != nil {
+			return err
+		}
 	}
 	target := filepath.Join("..", "..", allocationsDirName, key, allocRegionDirName)
 	if have, err := os.Readlink(link); err == nil && have == target {

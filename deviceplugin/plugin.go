@@ -253,6 +253,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 	if err := p.regions.prepare(); err != nil {
 		return fmt.Errorf("prepare state dir %s: %w", p.opts.StateDir, err)
 	}
+	// Root-only before any allocation is restored: an older agent made it 0755.
+	if err := ensureRootDir(p.store.root(), privateDirMode); err != nil {
+		return fmt.Errorf("prepare state dir %s: %w", p.opts.StateDir, err)
+	}
 	stopInformer, err := p.startPodInformer(ctx)
 	if err != nil {
 		return err

@@ -17,13 +17,30 @@ const (
 	regionsDirName  = "regions"
 	regionFileName  = "usage.region"
 	preloadFileName = "ld.so.preload"
-	// regionDirMode: only root writes the directory itself, so a
-	// container can replace nothing but what lives inside its own mount.
+	// regionDirMode is the mode of the directories mounted into a
+	// container (an allocation's region/ and limits/): any user in the
+	// container may enter them, only root writes them, so that a
+	// container's unprivileged processes can neither remove nor plant a
+	// file there (a root process in it can, which is why the agent never
+	// follows a link it finds there).
 	regionDirMode = 0o755
+	// privateDirMode is the mode of every directory above the mounted
+	// ones (allocations/, allocations/<key>/, regions/, regions/<pod>/):
+	// only root may enter them. A container never needs to: the runtime
+	// bind-mounts its region/ and limits/ directly, and lookups inside a
+	// mount never pass through the host directories above it. So no
+	// unprivileged process on the node (or in a pod that mounts a host
+	// path above them) can open a container's region, which is mode 0666
+	// because the container's processes run as any user.
+	privateDirMode = 0o700
 	// regionFileMode: the hook in the container runs as any user and must
 	// map the region read-write.
 	regionFileMode = 0o666
 	preloadMode    = 0o644
+	// stateDirMode: the state directory holds ld.so.preload, which the
+	// kubelet mounts into containers; it is created only when the chart's
+	// hostPath volume did not create it.
+	stateDirMode = 0o755
 )
 
 // regionStore is the plugin's part of the state directory on the host:
@@ -39,8 +56,11 @@ func (s regionStore) preloadPath() string { return filepath.Join(s.stateDir, pre
 // is replaced atomically, and only when its content differs, because
 // running containers bind-mount it.
 func (s regionStore) prepare() error {
-	if err := os.MkdirAll(s.root(), regionDirMode); err != nil {
-		return fmt.Errorf("create region directory: %w", err)
+	if err := os.MkdirAll(s.stateDir, stateDirMode); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := ensureRootDir(s.root(), privateDirMode); err != nil {
+		return err
 	}
 	want := []byte(ContainerHookLibrary + "\n")
 	if have, err := os.ReadFile(s.preloadPath()); err == nil && bytes.Equal(have, want) {
@@ -94,8 +114,11 @@ func (s regionStore) ensureContainer(podUID, container string) (string, error) {
 	}
 	dir := filepath.Dir(file)
 	// The root too: an operator may have cleaned the state directory.
-	for _, d := range []string{s.root(), filepath.Dir(dir), dir} {
-		if err := ensureRootDir(d); err != nil {
+	for _, d := range []struct {
+		path string
+		mode fs.FileMode
+	}{{s.root(), privateDirMode}, {filepath.Dir(dir), privateDirMode}, {dir, regionDirMode}} {
+		if err := ensureRootDir(d.path, d.mode); err != nil {
 			return "", err
 		}
 	}
@@ -105,10 +128,11 @@ func (s regionStore) ensureContainer(podUID, container string) (string, error) {
 	return dir, nil
 }
 
-// ensureRootDir creates dir with regionDirMode, or fixes the mode and owner
-// of an existing one; a non-directory there is an error.
-func ensureRootDir(dir string) error {
-	if err := os.Mkdir(dir, regionDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+// ensureRootDir creates dir with mode, or fixes the mode and owner of an
+// existing one (an agent of an older version may have made it wider); a
+// non-directory there is an error.
+func ensureRootDir(dir string, mode fs.FileMode) error {
+	if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create region directory %s: %w", dir, err)
 	}
 	info, err := os.Lstat(dir)
@@ -118,8 +142,8 @@ func ensureRootDir(dir string) error {
 	if !info.IsDir() {
 		return fmt.Errorf("region directory %s exists and is not a directory (%s)", dir, info.Mode().Type())
 	}
-	if info.Mode().Perm() != regionDirMode {
-		if err := os.Chmod(dir, regionDirMode); err != nil {
+	if info.Mode().Perm() != mode {
+		if err := os.Chmod(dir, mode); err != nil {
 			return fmt.Errorf("set mode of region directory %s: %w", dir, err)
 		}
 	}

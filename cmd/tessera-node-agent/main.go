@@ -3,27 +3,12 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"k8s.io/klog/v2"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app"
+	"github.com/tessera-gpu/tessera/pkg/command"
 )
 
 func main() {
-	os.Exit(run())
-}
-
-func run() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	defer klog.Flush()
-	if err := app.NewCommand().ExecuteContext(ctx); err != nil {
-		klog.ErrorS(err, "Node agent failed")
-		return 1
-	}
-	return 0
+	os.Exit(command.Main(app.NewCommand(), "Node agent failed"))
 }

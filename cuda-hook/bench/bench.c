@@ -136,14 +136,17 @@ static int case_of(const char *name)
     return -1;
 }
 
-/* bench count CASE SIDE N: warms the hooked side up outside measured(). */
+/* bench count CASE SIDE N: warms the hooked side up outside measured(), with
+ * as many calls as it then counts: a capped launch's estimate starts at
+ * 100 us and takes thousands of launches to reach the fake's kernels, and
+ * until it has, more launches than at rest are timed. */
 static int count(int argc, char **argv)
 {
     int c = argc == 5 ? case_of(argv[2]) : -1;
     long n = argc == 5 ? atol(argv[4]) : 0;
     if (c < 0 || n <= 0 || (strcmp(argv[3], "direct") != 0 && strcmp(argv[3], "hooked") != 0))
         return 2;
-    run_case(&hooked, (enum bench_case)c, 100);
+    run_case(&hooked, (enum bench_case)c, n);
     measured(strcmp(argv[3], "direct") == 0 ? &direct : &hooked, (enum bench_case)c, n);
     return 0;
 }

@@ -51,6 +51,7 @@ struct fake_device {
 struct fake {
     pthread_mutex_t mu;
     int initialised, ndev, reverse_uuids;
+    int events_work_only; /* FAKECUDA_EVENTS_WORK_ONLY (fakecuda.h) */
     uint64_t kernel_ns, next_handle;
     uint64_t context_bytes; /* device memory each context takes */
     struct fake_device dev[FAKE_MAX_DEVICES];

@@ -11,7 +11,8 @@
 struct fake_event {
     uint32_t magic;
     int recorded;
-    uint64_t at_ns; /* when the timeline reaches the event */
+    uint64_t at_ns;   /* when the timeline reaches the event */
+    uint64_t work_ns; /* simulated work submitted before it (busy_total_ns) */
 };
 
 struct fake_graph {
@@ -60,6 +61,7 @@ FAKE_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream)
     pthread_mutex_lock(&g_fake.mu);
     uint64_t now = fake_now_ns(), tail = g_fake.dev[dev].tail_ns;
     ev->at_ns = tail > now ? tail : now;
+    ev->work_ns = g_fake.dev[dev].busy_total_ns;
     ev->recorded = 1;
     pthread_mutex_unlock(&g_fake.mu);
     return CUDA_SUCCESS;
@@ -99,7 +101,9 @@ FAKE_EXPORT CUresult cuEventElapsedTime(float *ms, CUevent start, CUevent end)
         return CUDA_ERROR_INVALID_HANDLE;
     if (cuEventQuery(start) != CUDA_SUCCESS || cuEventQuery(end) != CUDA_SUCCESS)
         return CUDA_ERROR_NOT_READY;
-    *ms = (float)((double)((int64_t)(b->at_ns - a->at_ns)) / 1e6);
+    int64_t ns = g_fake.events_work_only ? (int64_t)(b->work_ns - a->work_ns)
+                                         : (int64_t)(b->at_ns - a->at_ns);
+    *ms = (float)((double)ns / 1e6);
     return CUDA_SUCCESS;
 }
 

@@ -39,6 +39,7 @@ static void configure(void)
     g_fake.kernel_ns = env_u64("FAKECUDA_KERNEL_US", 0) * 1000;
     g_fake.context_bytes = env_u64("FAKECUDA_CONTEXT_MIB", 0) * FAKE_MIB;
     g_fake.reverse_uuids = env_u64("FAKECUDA_REVERSE_UUIDS", 0) == 1;
+    g_fake.events_work_only = env_u64("FAKECUDA_EVENTS_WORK_ONLY", 0) == 1;
     for (int i = 0; i < g_fake.ndev; i++) {
         struct fake_device *d = &g_fake.dev[i];
         d->total = mib * FAKE_MIB;

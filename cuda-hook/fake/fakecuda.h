@@ -8,6 +8,11 @@
  *   FAKECUDA_DEVICE_MEMORY_MIB  memory per device (default 16384)
  *   FAKECUDA_KERNEL_US          simulated duration of each launch (default 0)
  *   FAKECUDA_CONTEXT_MIB        device memory each context takes (default 0)
+ *   FAKECUDA_EVENTS_WORK_ONLY   1: the time between two events is the simulated
+ *                               work submitted between them, without the idle
+ *                               time of the timeline (which follows the wall
+ *                               clock, and so the machine's speed); the
+ *                               benchmark's instruction counts use it
  *   FAKECUDA_REVERSE_UUIDS      1: device i gets the UUID of device n-1-i
  *   FAKENVML_REVERSE            1: NVML lists devices in reverse order
  *   FAKENVML_PID_OFFSET         NVML reports this process as getpid() + offset,

@@ -31,6 +31,14 @@
 #define TESSERA_ENV_CONTEXT_FALLBACK_MIB "TESSERA_CONTEXT_FALLBACK_MIB"
 #define TESSERA_ENV_CONTEXT_FALLBACK_MAX_MIB 65536
 
+/* Optional, for tests and benchmarks (the device plugin does not render
+ * it): a fixed seed (decimal, 0-2^64-1) for the choice of the launches that
+ * are timed on a capped device. Each launching thread of a process then
+ * draws the same sequence in every run (the Nth thread to launch from
+ * seed + N-1), where by default the seeds come from the clock, the thread
+ * and the process. The sampling design holds whatever the seed. */
+#define TESSERA_ENV_SAMPLE_SEED "TESSERA_SAMPLE_SEED"
+
 /* Bounds of the values, shared by the parser and its tests. */
 #define TESSERA_ENV_CORE_LIMIT_MIN 1
 #define TESSERA_ENV_CORE_LIMIT_MAX 100

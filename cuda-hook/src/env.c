@@ -128,6 +128,21 @@ static int load_fallback(struct tessera_config *cfg, env_lookup_fn get, char *ms
     return 0;
 }
 
+/* Absent or bad: seeds from the clock and the thread (the default). */
+static int load_seed(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t msglen)
+{
+    const char *v = get(TESSERA_ENV_SAMPLE_SEED);
+    if (v == NULL)
+        return 0;
+    if (parse_u64(v, 0, UINT64_MAX, &cfg->sample_seed) != 0) {
+        note(msg, msglen, "%s=%s is not a decimal number: the sampling is seeded from the clock",
+             TESSERA_ENV_SAMPLE_SEED, v);
+        return 1;
+    }
+    cfg->has_sample_seed = 1;
+    return 0;
+}
+
 /* The settings of a container whose limits come from a file; any problem
  * refuses it (see config_load). */
 static void load_file_mode(struct tessera_config *cfg, env_lookup_fn get)
@@ -173,6 +188,7 @@ int config_load(struct tessera_config *cfg, env_lookup_fn get, char *msg, size_t
         }
     }
     problems += load_fallback(cfg, get, msg, msglen);
+    problems += load_seed(cfg, get, msg, msglen);
     cfg->region_path = get(TESSERA_ENV_REGION_FILE);
     if (cfg->region_path == NULL || cfg->region_path[0] == '\0') {
         cfg->region_path = NULL;

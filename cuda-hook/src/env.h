@@ -19,6 +19,8 @@ struct tessera_config {
     char uuid[TESSERA_REGION_MAX_DEVICES][TESSERA_REGION_UUID_LEN];
     const char *region_path; /* NULL: no shared region */
     uint64_t context_fallback; /* bytes charged for a context that cannot be measured */
+    int has_sample_seed;       /* TESSERA_SAMPLE_SEED was set (and valid) */
+    uint64_t sample_seed;
     /* Limits from a file (TESSERA_LIMITS_FILE, limitsfile.h) instead of the
      * environment: its path, this allocation's ID and how long to wait. */
     const char *limits_path; /* NULL: limits from the environment */

@@ -10,11 +10,25 @@
 static void publish_slow(void);
 static atomic_int decided; /* publish_slow has run */
 
-/* Inline: every paced launch asks, and only the first one does anything. */
-static inline void publish_fast(void)
+/* The process's first paced launches: resolves the driver, and once it has
+ * the function, decides whether launches stay paced. */
+static __attribute__((noinline)) void *first_launch(enum sym_id id)
 {
-    if (__builtin_expect(!atomic_load_explicit(&decided, memory_order_relaxed), 0))
+    void *real = hook_real(id);
+    if (real != NULL)
         publish_slow();
+    return real;
+}
+
+/* The driver's function behind a paced wrapper. Every paced launch asks,
+ * and only the first ones do more than a load: once decided is set the
+ * driver was resolved before it (acquire pairs with publish_slow's
+ * exchange), so the function is read without REAL()'s check. */
+static inline void *paced_real(enum sym_id id)
+{
+    if (__builtin_expect(!atomic_load_explicit(&decided, memory_order_acquire), 0))
+        return first_launch(id);
+    return g_hook.real[id];
 }
 
 typedef __typeof__(&cuLaunchKernel) launch_kernel_fn;
@@ -49,10 +63,10 @@ static inline __attribute__((always_inline)) CUresult kernel(int ptsz, CUfunctio
                        unsigned by, unsigned bz, unsigned shm, CUstream s, void **params,
                        void **extra)
 {
-    launch_kernel_fn real = ptsz ? REAL(cuLaunchKernel_ptsz) : REAL(cuLaunchKernel);
+    launch_kernel_fn real =
+        (launch_kernel_fn)paced_real(ptsz ? SYM_cuLaunchKernel_ptsz : SYM_cuLaunchKernel);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
-    publish_fast();
     if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
         return real(f, gx, gy, gz, bx, by, bz, shm, s, params, extra);
     return kernel_timed(real, effective(s, ptsz), f, gx, gy, gz, bx, by, bz, shm, s, params,
@@ -86,10 +100,10 @@ static __attribute__((noinline)) CUresult ex_timed(launch_ex_fn real, CUstream p
 
 static inline __attribute__((always_inline)) CUresult ex(int ptsz, const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
 {
-    launch_ex_fn real = ptsz ? REAL(cuLaunchKernelEx_ptsz) : REAL(cuLaunchKernelEx);
+    launch_ex_fn real =
+        (launch_ex_fn)paced_real(ptsz ? SYM_cuLaunchKernelEx_ptsz : SYM_cuLaunchKernelEx);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
-    publish_fast();
     if (cfg == NULL || __builtin_expect(pace_launch(effective(cfg->hStream, ptsz)), 1))
         return real(cfg, f, params, extra);
     return ex_timed(real, effective(cfg->hStream, ptsz), cfg, f, params, extra);
@@ -119,11 +133,10 @@ coop_timed(launch_coop_fn real, CUstream ps, CUfunction f, unsigned gx, unsigned
 static inline __attribute__((always_inline)) CUresult coop(int ptsz, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                      unsigned by, unsigned bz, unsigned shm, CUstream s, void **params)
 {
-    launch_coop_fn real =
-        ptsz ? REAL(cuLaunchCooperativeKernel_ptsz) : REAL(cuLaunchCooperativeKernel);
+    launch_coop_fn real = (launch_coop_fn)paced_real(ptsz ? SYM_cuLaunchCooperativeKernel_ptsz
+                                                          : SYM_cuLaunchCooperativeKernel);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
-    publish_fast();
     if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
         return real(f, gx, gy, gz, bx, by, bz, shm, s, params);
     return coop_timed(real, effective(s, ptsz), f, gx, gy, gz, bx, by, bz, shm, s, params);
@@ -153,10 +166,10 @@ static __attribute__((noinline)) CUresult graph_timed(graph_launch_fn real, CUst
 
 static inline __attribute__((always_inline)) CUresult graph(int ptsz, CUgraphExec exec, CUstream s)
 {
-    graph_launch_fn real = ptsz ? REAL(cuGraphLaunch_ptsz) : REAL(cuGraphLaunch);
+    graph_launch_fn real =
+        (graph_launch_fn)paced_real(ptsz ? SYM_cuGraphLaunch_ptsz : SYM_cuGraphLaunch);
     if (real == NULL)
         return CUDA_ERROR_NOT_FOUND;
-    publish_fast();
     if (__builtin_expect(pace_launch(effective(s, ptsz)), 1))
         return real(exec, s);
     return graph_timed(real, effective(s, ptsz), exec, s);

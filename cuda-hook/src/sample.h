@@ -70,6 +70,11 @@ uint64_t sample_seed(uint64_t seed);
  * the next timed launch. */
 uint64_t sample_skip(uint64_t *state, uint64_t thr);
 
+/* Natural logarithm of a positive normal x (relative error about 1e-15),
+ * without libm (the library links libc only); sample_skip's two logarithms
+ * were most of a timed launch's own instructions. */
+double sample_ln(double x);
+
 /* One xorshift64 step (a bare LCG was tried and rejected: its draws 32
  * apart are correlated, which biased a period-32 workload by +16%). */
 uint64_t sample_next(uint64_t *state);

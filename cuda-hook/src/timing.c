@@ -61,7 +61,7 @@ struct batch {
      * the probability with which the next timed launch was chosen. */
     uint32_t skip[MAX_DEV];
     uint64_t skip_thr[MAX_DEV];
-    uint64_t flushed_at; /* CLOCK_MONOTONIC */
+    uint64_t flush_due; /* CLOCK_MONOTONIC when the counts are next handed in */
     uint32_t launches[MAX_DEV];
     uint64_t last_at[MAX_DEV]; /* CLOCK_MONOTONIC of the last launch */
     uint64_t charged[MAX_DEV]; /* estimates charged to untimed launches */
@@ -76,6 +76,7 @@ static _Thread_local struct batch tb __attribute__((tls_model("initial-exec")));
 static pthread_once_t timing_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static int exit_key_ok;
+static _Atomic uint64_t threads_seeded; /* threads seeded from TESSERA_SAMPLE_SEED */
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -104,7 +105,7 @@ static void flush(struct batch *b, uint64_t now)
         b->launches[dev] = 0;
         b->charged[dev] = 0;
     }
-    b->flushed_at = now;
+    b->flush_due = now + BATCH_NS;
 }
 
 /* A thread that exits hands in its counts (exit() runs no key destructors,
@@ -136,14 +137,24 @@ static void timing_init(void)
                  "be lost");
 }
 
+/* A thread's random stream: from the clock, the thread and the process, or
+ * with TESSERA_SAMPLE_SEED the same in every run (the Nth thread to start
+ * gets seed + N - 1). */
+static uint64_t thread_seed(const struct batch *b, uint64_t now)
+{
+    if (g_hook.cfg.has_sample_seed)
+        return g_hook.cfg.sample_seed + atomic_fetch_add(&threads_seeded, 1);
+    return now ^ (uint64_t)(uintptr_t)b ^ ((uint64_t)getpid() << 32);
+}
+
 /* A thread's first paced launch: its own random stream, and its counts
  * handed in when it exits. */
-static void thread_start(struct batch *b, uint64_t seed)
+static void thread_start(struct batch *b, uint64_t now)
 {
     b->started = 1;
     pthread_once(&timing_once, timing_init);
-    b->rng = sample_seed(seed ^ (uint64_t)(uintptr_t)b ^ ((uint64_t)getpid() << 32));
-    b->flushed_at = seed;
+    b->rng = sample_seed(thread_seed(b, now));
+    b->flush_due = now + BATCH_NS;
     if (exit_key_ok && pthread_setspecific(exit_key, b) != 0)
         hook_log("cannot register a thread-exit handler for this thread");
 }
@@ -302,7 +313,7 @@ static inline void count(struct batch *b, int dev, uint64_t now, uint64_t charge
  * the common path saves no registers (it makes no other call). */
 static __attribute__((noinline)) int untimed_flush(uint64_t now)
 {
-    if (!tb.started) /* the thread's first launch (flushed_at is 0) */
+    if (!tb.started) /* the thread's first launch (flush_due is 0) */
         thread_start(&tb, now);
     flush(&tb, now);
     return 1;
@@ -312,12 +323,12 @@ static __attribute__((noinline)) int untimed_wait(int dev, uint64_t est, uint64_
 {
     uint64_t now = admit_wait(dev, wall);
     count(&tb, dev, now, est);
-    return now - tb.flushed_at >= BATCH_NS ? untimed_flush(now) : 1;
+    return now >= tb.flush_due ? untimed_flush(now) : 1;
 }
 
 /* The untimed path, after the checks and the clock: the coin flip, the
  * admission at the first try, the thread's counts. A thread's first launch
- * is either timed (pace_begin) or flushes (flushed_at is 0), and both
+ * is either timed (pace_begin) or flushes (flush_due is 0), and both
  * start the thread's state. */
 static inline __attribute__((always_inline)) int untimed(int dev, uint64_t now)
 {
@@ -334,17 +345,37 @@ static inline __attribute__((always_inline)) int untimed(int dev, uint64_t now)
     if (__builtin_expect(pd.wait_ns != 0, 0) || !atomic_compare_exchange_strong(word, &tat, pd.tat))
         return untimed_wait(dev, est, wall);
     count(b, dev, now, est);
-    if (__builtin_expect(now - b->flushed_at >= BATCH_NS, 0))
+    if (__builtin_expect(now >= b->flush_due, 0))
         return untimed_flush(now);
     return 1;
 }
 
+/* pace_launch when CUDA sees several devices (or does not know yet): the
+ * current one costs a driver call. Out of line, as a tail call, so that the
+ * common case keeps nothing across its calls and saves no registers. */
+static __attribute__((noinline)) int pace_other(uint64_t now)
+{
+    int dev = hook_current_dev_slow();
+    if (dev < 0 || g_hook.cfg.core_pct[dev] == 0)
+        return 1;
+    return untimed(dev, now);
+}
+
+/* The capture check and the clock come before the device, which is read
+ * after the calls: nothing then lives across them. A launch on a device
+ * without a cap (only in a container some of whose devices are capped, or
+ * with no context) pays for both before it is let through. */
 int pace_launch(CUstream stream)
 {
-    int dev = hook_current_dev();
-    if (dev < 0 || g_hook.cfg.core_pct[dev] == 0 || capturing(stream))
+    if (capturing(stream))
         return 1;
-    return untimed(dev, clock_ns(CLOCK_MONOTONIC));
+    uint64_t now = clock_ns(CLOCK_MONOTONIC);
+    int dev = atomic_load_explicit(&g_hook.sole_dev, memory_order_relaxed);
+    if (__builtin_expect(dev < 0, 0))
+        return pace_other(now);
+    if (g_hook.cfg.core_pct[dev] == 0)
+        return 1;
+    return untimed(dev, now);
 }
 
 /* After a timed launch has settled what it could (and so moved p): how many

@@ -12,6 +12,8 @@
 #include "tessera_region.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -96,6 +98,74 @@ static int uncapped_process(void *arg)
     return 0;
 }
 
+/* With TESSERA_SAMPLE_SEED the launches that are timed are the same in
+ * every run. The kernels here take no GPU time and the fake's events count
+ * only work (FAKECUDA_EVENTS_WORK_ONLY), so every sample reads 0 and has
+ * completed by the next: the estimates charged to the untimed launches, and
+ * so the busy time a thread hands in at its exit, follow from the draws. */
+#define SEEDED_LAUNCHES 3000
+
+struct seeded_run {
+    const char *region;
+    uint64_t busy;
+};
+
+static void *seeded_thread(void *arg)
+{
+    (void)arg;
+    if (th_make_current(0) != 0 || launch_n(SEEDED_LAUNCHES) != 0)
+        return (void *)1;
+    return NULL;
+}
+
+static int seeded_process(void *arg)
+{
+    struct seeded_run *run = arg;
+    pthread_t t;
+    void *rc = (void *)1;
+    if (pthread_create(&t, NULL, seeded_thread, NULL) != 0 || pthread_join(t, &rc) != 0 ||
+        rc != NULL)
+        return 2;
+    uint64_t busy = region_busy(run->region, 0);
+    /* The child's memory is its own: the figure goes back as a file. */
+    FILE *f = fopen(th_path("seeded_busy"), "w");
+    if (f == NULL || fprintf(f, "%llu\n", (unsigned long long)busy) < 0 || fclose(f) != 0)
+        return 2;
+    return 0;
+}
+
+static uint64_t seeded_busy(const char *seed)
+{
+    struct seeded_run run = {.region = th_path("busy_seeded.region")};
+    unsigned long long busy = 0;
+    setenv(TESSERA_ENV_SAMPLE_SEED, seed, 1);
+    if (th_in_child(seeded_process, &run) != 0)
+        return 0;
+    FILE *f = fopen(th_path("seeded_busy"), "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu", &busy) != 1)
+        busy = 0;
+    fclose(f);
+    return busy;
+}
+
+static void test_fixed_seed(void)
+{
+    unsigned mem[] = {4096}, core[] = {90};
+    setenv("FAKECUDA_KERNEL_US", "0", 1);
+    setenv("FAKECUDA_EVENTS_WORK_ONLY", "1", 1);
+    th_container_env(th_path("busy_seeded.region"), 1, mem, core);
+    uint64_t a = seeded_busy("7"), b = seeded_busy("7"), c = seeded_busy("8");
+    unsetenv(TESSERA_ENV_SAMPLE_SEED);
+    check(a != 0 && a == b, "fixed_seed_repeats_the_timed_launches",
+          "busy %llu ns, then %llu ns with the same seed", (unsigned long long)a,
+          (unsigned long long)b);
+    check(a != 0 && c != 0 && c != a, "another_seed_times_other_launches",
+          "busy %llu ns with seed 7, %llu ns with seed 8", (unsigned long long)a,
+          (unsigned long long)c);
+}
+
 int main(void)
 {
     char us[16];
@@ -117,5 +187,6 @@ int main(void)
     unsetenv(TESSERA_ENV_CORE_LIMIT_PREFIX "0"); /* left by the capped run */
     rc = th_in_child(uncapped_process, (void *)uncapped);
     check(rc == 0, "uncapped_process_ran", "exit status %d", rc);
+    test_fixed_seed();
     return check_exit_code();
 }

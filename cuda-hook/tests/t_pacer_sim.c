@@ -22,6 +22,7 @@
 #include "../src/sample.h"
 #include "check.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -403,6 +404,16 @@ static void test_pure_functions(void)
           (unsigned long long)sample_estimate(1000, 129000, half),
           (unsigned long long)sample_estimate(128, 256, floor),
           (unsigned long long)sample_estimate(2000, 1000, half));
+    /* Against libm, over the range sample_skip uses (2^-53 to 1) and past it. */
+    double worst = 0, at = 1;
+    for (double x = 0x1p-60; x < 4; x *= 1.0009765625) {
+        double err = fabs(sample_ln(x) - log(x)) / (fabs(log(x)) > 1 ? fabs(log(x)) : 1);
+        if (err > worst) {
+            worst = err;
+            at = x;
+        }
+    }
+    check(worst < 1e-14, "sample_ln_matches_libm", "error %g at %g", worst, at);
     uint64_t st = sample_seed(1), timed = 0, launches = 0;
     while (timed < 20000) {
         launches += sample_skip(&st, SAMPLE_ALWAYS / 8) + 1;

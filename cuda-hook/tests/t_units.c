@@ -152,10 +152,49 @@ static void test_env(void)
     }
 }
 
+/* TESSERA_SAMPLE_SEED: a bad value is reported, naming the variable, and
+ * leaves the default seeding; the limits are read as without it. */
+struct seed_case {
+    const char *name, *value;
+    int problems, seeded;
+    uint64_t seed;
+};
+
+static const struct seed_case seed_cases[] = {
+    {"env_seed_absent_seeds_from_the_clock", NULL, 0, 0, 0},
+    {"env_seed_fixed", "42", 0, 1, 42},
+    {"env_seed_zero", "0", 0, 1, 0},
+    {"env_seed_largest", "18446744073709551615", 0, 1, UINT64_MAX},
+    {"env_seed_overflowing_reported", "18446744073709551616", 1, 0, 0},
+    {"env_seed_junk_reported", "7x", 1, 0, 0},
+    {"env_seed_negative_reported", "-1", 1, 0, 0},
+    {"env_seed_empty_reported", "", 1, 0, 0},
+};
+
+static void test_env_seed(void)
+{
+    for (size_t i = 0; i < sizeof(seed_cases) / sizeof(seed_cases[0]); i++) {
+        const struct seed_case *c = &seed_cases[i];
+        const char *env[] = {"TESSERA_DEVICE_COUNT", "1",     "TESSERA_MEMORY_LIMIT_MIB_0",
+                             "1",                    "TESSERA_REGION_FILE", "/r",
+                             TESSERA_ENV_SAMPLE_SEED, c->value, NULL};
+        struct tessera_config cfg;
+        char msg[512];
+        fake_env = env;
+        int problems = config_load(&cfg, lookup, msg, sizeof(msg));
+        int named = c->problems == 0 || strstr(msg, TESSERA_ENV_SAMPLE_SEED) != NULL;
+        check(problems == c->problems && named && cfg.has_sample_seed == c->seeded &&
+                  (!c->seeded || cfg.sample_seed == c->seed) && cfg.mem_limit[0] == 1ULL << 20,
+              c->name, "problems %d seeded %d seed %llu (%s)", problems, cfg.has_sample_seed,
+              (unsigned long long)cfg.sample_seed, msg);
+    }
+}
+
 int main(void)
 {
     test_table();
     test_env();
+    test_env_seed();
     test_region();
     return check_exit_code();
 }

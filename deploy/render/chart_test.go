@@ -17,6 +17,7 @@ import (
 
 	kubeschedulerv1 "k8s.io/kube-scheduler/config/v1"
 
+	"github.com/tessera-gpu/tessera/deploy/chart"
 	"github.com/tessera-gpu/tessera/pkg/config"
 )
 
@@ -60,7 +61,7 @@ func changedValues() map[string]any {
 			"kubeScheduler": map[string]any{"extenderWeight": 2},
 		},
 		"estimator": map[string]any{
-			"enabled":  true,
+			"enabled": true, "hostNetwork": true,
 			"clusters": []any{map[string]any{"name": "local"}, map[string]any{"name": "far", "kubeconfigSecret": "far-kubeconfig"}},
 		},
 		"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}, "cluster": "member-1"},
@@ -84,6 +85,7 @@ func TestDefaultRender(t *testing.T) {
 		t.Error("node agent shares a host namespace by default")
 	}
 	checkNodeName(t, agent)
+	checkBindAddress(t, spec, "node-agent", false)
 	checkHostPaths(t, spec, config.Default())
 	if !slices.ContainsFunc(spec.Tolerations, func(tol corev1.Toleration) bool { return tol.Key == "nvidia.com/gpu" }) ||
 		spec.NodeSelector["nvidia.com/gpu.present"] != "true" {
@@ -147,6 +149,14 @@ func TestChangedValuesRender(t *testing.T) {
 		t.Errorf("image pull secrets = %v", spec.ImagePullSecrets)
 	}
 	checkNodeName(t, agent)
+	checkBindAddress(t, spec, "node-agent", true)
+	for _, name := range []string{"local", "far"} {
+		est := get[*appsv1.Deployment](t, r, "Deployment", "tessera-estimator-"+name).Spec.Template.Spec
+		if !est.HostNetwork || est.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("estimator %s: host network %v, DNS %s", name, est.HostNetwork, est.DNSPolicy)
+		}
+		checkBindAddress(t, est, "estimator", true)
+	}
 	cfg := tesseraConfig(t, r)
 	if cfg.AnnotationPrefix != "gpu.example.com" || cfg.Resources.VGPU != "example.com/gpu-share" || cfg.Node.SplitCount != 4 || cfg.Node.MemoryScaling != 1.5 ||
 		cfg.Node.PodResourcesSocket != "/run/kubelet/pod-resources/kubelet.sock" || cfg.Node.LimitsWait.Duration != 90*time.Second {
@@ -173,7 +183,12 @@ func TestKarmadaHostRender(t *testing.T) {
 	}
 	checkEstimators(t, r, "karmada-system", map[string]string{"member1": "member1-kubeconfig", "member2": "member2-kubeconfig"})
 	for _, name := range []string{"tessera-estimator-member1", "tessera-estimator-member2"} {
-		args := container(t, get[*appsv1.Deployment](t, r, "Deployment", name).Spec.Template.Spec, "estimator").Args
+		spec := get[*appsv1.Deployment](t, r, "Deployment", name).Spec.Template.Spec
+		if spec.HostNetwork {
+			t.Errorf("%s uses the host's network by default", name)
+		}
+		checkBindAddress(t, spec, "estimator", false)
+		args := container(t, spec, "estimator").Args
 		if !slices.Contains(args, "--grpc-auth-cert-file=/etc/tessera/pki/tls.crt") || !slices.Contains(args, "--grpc-client-ca-file=/etc/tessera/pki/ca.crt") {
 			t.Errorf("%s does not serve TLS: %v", name, args)
 		}
@@ -265,6 +280,30 @@ func checkServiceMonitor(t *testing.T, r rendered) {
 	}
 }
 
+// checkBindAddress: with the host's network (bound), the container's
+// listeners are bound to the pod's IP, which the kubelet expands from the
+// downward API into --bind-address; in the pod's own network namespace
+// they listen on every interface of it, which are the pod's.
+func checkBindAddress(t *testing.T, spec corev1.PodSpec, name string, bound bool) {
+	t.Helper()
+	c := container(t, spec, name)
+	if bound != spec.HostNetwork {
+		t.Fatalf("%s: host network %v, want %v", name, spec.HostNetwork, bound)
+	}
+	hasFlag := slices.Contains(c.Args, "--bind-address=$(POD_IP)")
+	podIP := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP"
+	}) >= 0
+	if hasFlag != bound || podIP != bound {
+		t.Errorf("%s: --bind-address=$(POD_IP) %v, POD_IP from status.podIP %v; want both %v (args %v)", name, hasFlag, podIP, bound, c.Args)
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--bind-address=") && arg != "--bind-address=$(POD_IP)" {
+			t.Errorf("%s: unexpected %s", name, arg)
+		}
+	}
+}
+
 func checkNodeName(t *testing.T, c corev1.Container) {
 	t.Helper()
 	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "NODE_NAME" })
@@ -346,7 +385,7 @@ func TestInvalidValuesFail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
+			_, err := chart.Render(chart.Options{ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName, Namespace: "x", Values: tt.values})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Render error = %v, want one mentioning %q", err, tt.want)
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tessera-gpu/tessera/deploy/chart"
 )
 
 // deployDir is the repository's deploy/ seen from this package.
@@ -37,12 +40,12 @@ type object struct {
 
 func (o object) key() string { return o.gvk.Kind + "/" + o.name }
 
-// strictDecoder decodes apps/v1, core/v1 and rbac/v1 objects, failing on
+// strictDecoder decodes admissionregistration/v1, apps/v1, core/v1 and rbac/v1 objects, failing on
 // unknown and duplicate fields.
 func strictDecoder(t *testing.T) *kjson.Serializer {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, rbacv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{admissionregistrationv1.AddToScheme, appsv1.AddToScheme, corev1.AddToScheme, rbacv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
@@ -58,14 +61,14 @@ func renderRelease(t *testing.T, namespace string, values map[string]any, values
 	for _, f := range valuesFiles {
 		files = append(files, filepath.Join(deployDir, "helm", f))
 	}
-	out, err := Render(Options{
+	out, err := chart.Render(chart.Options{
 		ChartDir: filepath.Join(deployDir, "helm", "tessera"), ReleaseName: ReleaseName,
 		Namespace: namespace, ValuesFiles: files, Values: values,
 	})
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	return decodeManifest(t, Manifest(out))
+	return decodeManifest(t, chart.Manifest(out))
 }
 
 func decodeManifest(t *testing.T, manifest string) rendered {
@@ -73,7 +76,7 @@ func decodeManifest(t *testing.T, manifest string) rendered {
 	dec := strictDecoder(t)
 	var r rendered
 	seen := map[string]bool{}
-	for _, doc := range SplitDocuments(manifest) {
+	for _, doc := range chart.SplitDocuments(manifest) {
 		source := "?"
 		if first, _, ok := strings.Cut(doc, "\n"); ok && strings.HasPrefix(first, "# Source: ") {
 			source = strings.TrimPrefix(first, "# Source: ")

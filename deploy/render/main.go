@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"k8s.io/klog/v2"
+
+	"github.com/tessera-gpu/tessera/deploy/chart"
 )
 
 // ManifestSet is one committed file under deploy/manifests and how it is
@@ -42,7 +44,7 @@ func RenderSet(deployDir string, set ManifestSet) (string, error) {
 	for _, f := range set.ValuesFiles {
 		files = append(files, filepath.Join(deployDir, "helm", f))
 	}
-	rendered, err := Render(Options{
+	rendered, err := chart.Render(chart.Options{
 		ChartDir:    filepath.Join(deployDir, "helm", "tessera"),
 		ReleaseName: ReleaseName,
 		Namespace:   set.Namespace,
@@ -55,7 +57,7 @@ func RenderSet(deployDir string, set ManifestSet) (string, error) {
 	for _, f := range set.ValuesFiles {
 		header += ", values deploy/helm/" + f
 	}
-	return header + ".\n" + Manifest(rendered), nil
+	return header + ".\n" + chart.Manifest(rendered), nil
 }
 
 func main() {

@@ -29,10 +29,15 @@ const (
 )
 
 // HAMiDefaults are HAMi's defaults for what a pod leaves out, as its chart
-// sets them (device-config's nvidia.defaultMemory and defaultCores, and
-// scheduler.defaultSchedulerPolicy). A cluster that changed them in HAMi
-// sets the same values here.
+// sets them (device-config's nvidia.defaultMemory, defaultCores and
+// defaultGPUNum, and scheduler.defaultSchedulerPolicy). A cluster that
+// changed them in HAMi sets the same values here.
 type HAMiDefaults struct {
+	// DefaultGPUNum is the nvidia.com/gpu that the admission webhook
+	// (pkg/admission) adds to the limits of a container that asks for
+	// HAMi's memory or cores without it, as HAMi's webhook does; 0 adds
+	// nothing, and such a container is refused.
+	DefaultGPUNum int `json:"defaultGPUNum"`
 	// DefaultMemory is the memory in MiB on each GPU of a container that
 	// gives neither gpumem nor gpumem-percentage; 0 means the whole memory.
 	DefaultMemory int64 `json:"defaultMemory"`
@@ -47,11 +52,15 @@ type HAMiDefaults struct {
 
 // defaultHAMi is HAMi's chart as shipped.
 func defaultHAMi() HAMiDefaults {
-	return HAMiDefaults{NodeSchedulerPolicy: vgpu.Binpack, GPUSchedulerPolicy: vgpu.Spread}
+	return HAMiDefaults{DefaultGPUNum: 1, NodeSchedulerPolicy: vgpu.Binpack, GPUSchedulerPolicy: vgpu.Spread}
 }
 
 // maxDefaultMemoryMiB bounds hami.defaultMemory (1 PiB, beyond any GPU).
 const maxDefaultMemoryMiB = 1 << 30
+
+// MaxDefaultGPUNum bounds hami.defaultGPUNum: the most GPUs one container
+// may ask for (gpustate.MaxGPUsPerContainer, which a test keeps equal).
+const MaxDefaultGPUNum = 1024
 
 // applyProfile sets what a profile implies and the file did not say: under
 // HAMi the device plugin must advertise HAMi's nvidia.com/gpu, since that is
@@ -90,6 +99,9 @@ func (c Config) validateCompat() []error {
 	h := c.HAMi
 	if h.DefaultMemory < 0 || h.DefaultMemory > maxDefaultMemoryMiB {
 		errs = append(errs, fmt.Errorf("hami.defaultMemory: %d MiB is outside 0-%d", h.DefaultMemory, maxDefaultMemoryMiB))
+	}
+	if h.DefaultGPUNum < 0 || h.DefaultGPUNum > MaxDefaultGPUNum {
+		errs = append(errs, fmt.Errorf("hami.defaultGPUNum: %d is outside 0-%d", h.DefaultGPUNum, MaxDefaultGPUNum))
 	}
 	if h.DefaultCores < 0 || h.DefaultCores > vgpu.FullCores {
 		errs = append(errs, fmt.Errorf("hami.defaultCores: %d is outside 0-%d", h.DefaultCores, vgpu.FullCores))

@@ -22,7 +22,7 @@ func TestCompatHAMi(t *testing.T) {
 				if c.Resources.VGPU != HAMiGPU || c.Resources.Memory != "tessera.io/vgpu-memory" {
 					t.Errorf("resources = %+v", c.Resources)
 				}
-				if c.HAMi != (HAMiDefaults{NodeSchedulerPolicy: vgpu.Binpack, GPUSchedulerPolicy: vgpu.Spread}) {
+				if c.HAMi != (HAMiDefaults{DefaultGPUNum: 1, NodeSchedulerPolicy: vgpu.Binpack, GPUSchedulerPolicy: vgpu.Spread}) {
 					t.Errorf("hami = %+v, want HAMi's chart defaults", c.HAMi)
 				}
 				if k := c.Keys(); !k.Compat.HAMi || k.Compat.GPUPolicy != vgpu.Spread {
@@ -32,9 +32,9 @@ func TestCompatHAMi(t *testing.T) {
 		},
 		{
 			name: "HAMi's defaults can be changed as in HAMi's chart",
-			in:   "compat: hami\nhami: {defaultMemory: 4096, defaultCores: 20, nodeSchedulerPolicy: spread, gpuSchedulerPolicy: binpack}",
+			in:   "compat: hami\nhami: {defaultMemory: 4096, defaultCores: 20, defaultGPUNum: 2, nodeSchedulerPolicy: spread, gpuSchedulerPolicy: binpack}",
 			check: func(t *testing.T, c Config) {
-				if c.HAMi.DefaultMemory != 4096 || c.HAMi.DefaultCores != 20 || c.HAMi.NodeSchedulerPolicy != vgpu.Spread {
+				if c.HAMi.DefaultMemory != 4096 || c.HAMi.DefaultCores != 20 || c.HAMi.DefaultGPUNum != 2 || c.HAMi.NodeSchedulerPolicy != vgpu.Spread {
 					t.Errorf("hami = %+v", c.HAMi)
 				}
 			},
@@ -50,9 +50,23 @@ func TestCompatHAMi(t *testing.T) {
 			wantErr: []string{"resources.memory", "resources.cores", "HAMi's names"},
 		},
 		{
+			name: "defaultGPUNum 0 adds no GPU, as in HAMi",
+			in:   "compat: hami\nhami: {defaultGPUNum: 0}",
+			check: func(t *testing.T, c Config) {
+				if c.HAMi.DefaultGPUNum != 0 {
+					t.Errorf("hami = %+v", c.HAMi)
+				}
+			},
+		},
+		{
 			name:    "bad defaults, all reported",
-			in:      "compat: hami\nhami: {defaultMemory: -1, defaultCores: 101, gpuSchedulerPolicy: topology-aware}",
-			wantErr: []string{"hami.defaultMemory", "hami.defaultCores", "hami.gpuSchedulerPolicy"},
+			in:      "compat: hami\nhami: {defaultMemory: -1, defaultCores: 101, defaultGPUNum: -1, gpuSchedulerPolicy: topology-aware}",
+			wantErr: []string{"hami.defaultMemory", "hami.defaultCores", "hami.defaultGPUNum", "hami.gpuSchedulerPolicy"},
+		},
+		{
+			name:    "defaultGPUNum above what one container may ask for",
+			in:      "compat: hami\nhami: {defaultGPUNum: 1025}",
+			wantErr: []string{"hami.defaultGPUNum: 1025 is outside 0-1024"},
 		},
 		{
 			name:    "unknown profile",
@@ -66,8 +80,8 @@ func TestCompatHAMi(t *testing.T) {
 		},
 		{
 			name:    "unknown fields in the hami block",
-			in:      "compat: hami\nhami: {defaultGPUNum: 1}",
-			wantErr: []string{"defaultGPUNum"},
+			in:      "compat: hami\nhami: {defaultGPUCount: 1}",
+			wantErr: []string{"defaultGPUCount"},
 		},
 	}
 	for _, tt := range tests {

@@ -27,6 +27,8 @@ func FuzzParse(f *testing.F) {
 		"compat: hami\nresources: {vgpu: tessera.io/vgpu, memory: nvidia.com/gpumem}",
 		"compat: HAMi\nhami: {defaultCores: 101, nodeSchedulerPolicy: fastest}",
 		"hami: {defaultMemory: 1}",
+		"compat: hami\nhami: {defaultGPUNum: 0}",
+		"compat: hami\nhami: {defaultGPUNum: 4096}",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -3,6 +3,8 @@ package gpustate
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
@@ -63,6 +65,12 @@ func mergeHAMi(container string, limits, requests hamiAmounts) (hamiAmounts, err
 // containers are capped at a whole GPU there, which can only reserve more.
 func (a amounts) hamiRequest(container string, cfg config.Config, replica bool) (vgpu.ContainerRequest, bool, error) {
 	h := a.hami
+	if replica && !a.gpusSet && cfg.HAMi.DefaultGPUNum > 0 {
+		// Karmada reads the workload's template, which the member's
+		// admission webhook has not seen: its pods will get
+		// defaultGPUNum GPUs (HAMiDefaultGPUs), so that is what fits.
+		a.gpus, a.gpusSet = int64(cfg.HAMi.DefaultGPUNum), true
+	}
 	switch {
 	case h.priority.set:
 		return vgpu.ContainerRequest{}, false, fmt.Errorf("container %q: resource %s is not supported: Tessera has no task priority; remove it",
@@ -71,12 +79,13 @@ func (a amounts) hamiRequest(container string, cfg config.Config, replica bool) 
 		return vgpu.ContainerRequest{}, false, fmt.Errorf("container %q mixes Tessera's %s/%s (totals over its GPUs) with HAMi's %s/%s/%s (per GPU): use one of them",
 			container, cfg.Resources.Memory, cfg.Resources.Cores, config.HAMiMemory, config.HAMiMemoryPercent, config.HAMiCores)
 	case !a.gpusSet:
-		// HAMi's admission webhook adds nvidia.com/gpu (its defaultGPUNum)
-		// to such a container. Without it the kubelet would never ask the
-		// device plugin for GPUs, so guessing here would place a container
-		// that then runs without any.
-		return vgpu.ContainerRequest{}, false, fmt.Errorf("container %q asks for HAMi's GPU memory or cores without %s: HAMi's admission webhook adds it, Tessera has none; add %s: 1 to its limits",
-			container, config.HAMiGPU, config.HAMiGPU)
+		// The admission webhook adds nvidia.com/gpu (hami.defaultGPUNum)
+		// to such a container when the pod is created; this one was not
+		// mutated (webhook not installed, unreachable, defaultGPUNum 0, or
+		// memory in requests only). Without it the kubelet never asks the
+		// device plugin for GPUs, so placing it would run it without any.
+		return vgpu.ContainerRequest{}, false, fmt.Errorf("container %q asks for HAMi's GPU memory or cores without %s in its limits, and Tessera's admission webhook did not add it (hami.defaultGPUNum %d; is the webhook installed?); add %s: 1 to its limits",
+			container, config.HAMiGPU, cfg.HAMi.DefaultGPUNum, config.HAMiGPU)
 	case a.gpus == 0:
 		if h.mem.v > 0 || h.pct.v > 0 || h.cores.v > 0 {
 			return vgpu.ContainerRequest{}, false, fmt.Errorf("container %q asks for GPU memory or cores with %s: 0", container, config.HAMiGPU)
@@ -129,4 +138,25 @@ func (a amounts) hamiRequest(container string, cfg config.Config, replica bool) 
 		return vgpu.ContainerRequest{}, false, err
 	}
 	return cr, true, nil
+}
+
+// HAMiDefaultGPUs is the nvidia.com/gpu that HAMi's admission webhook adds
+// to a container's limits (HAMi v2.x, pkg/device/nvidia MutateAdmission):
+// hami.defaultGPUNum when the limits name gpumem, gpumem-percentage or
+// gpucores but not nvidia.com/gpu, else 0. Like HAMi it reads the limits
+// only: the API server refuses an extended resource given in requests
+// alone, and a count given in requests only is not a limit. An unreadable
+// quantity in the limits is an error, which the extender would also refuse.
+func HAMiDefaultGPUs(c *corev1.Container, cfg config.Config) (int, error) {
+	if c == nil || cfg.Compat != config.CompatHAMi || cfg.HAMi.DefaultGPUNum == 0 {
+		return 0, nil
+	}
+	a, err := listAmounts(c.Resources.Limits, cfg, c.Name)
+	if err != nil {
+		return 0, err
+	}
+	if a.gpusSet || !(a.hami.mem.set || a.hami.pct.set || a.hami.cores.set) {
+		return 0, nil
+	}
+	return cfg.HAMi.DefaultGPUNum, nil
 }

@@ -192,12 +192,81 @@ func TestRequestFromResourcesHAMi(t *testing.T) {
 		{"percentage", rl(hamiGPU, "1", hamiPct, "25", hamiCores, "30"), vgpu.ContainerRequest{Name: ReplicaContainerName, GPUs: 1, MemoryPercent: 25, CoresPerGPU: 30}},
 		// Two containers of 60% each sum to 120: at most all of each GPU.
 		{"summed percentages are capped", rl(hamiGPU, "2", hamiPct, "120", hamiCores, "160"), vgpu.ContainerRequest{Name: ReplicaContainerName, GPUs: 2, WholeMemory: true, CoresPerGPU: 100}},
+		// The member's admission webhook will add defaultGPUNum to the
+		// template's pods: Karmada is told what those pods take.
+		{"memory without nvidia.com/gpu is defaultGPUNum GPUs", rl(hamiMem, "3000"), vgpu.ContainerRequest{Name: ReplicaContainerName, GPUs: 1, MemoryMiBPerGPU: 3000}},
+		{"a changed defaultGPUNum", rl(hamiCores, "30"), vgpu.ContainerRequest{Name: ReplicaContainerName, GPUs: 3, WholeMemory: true, CoresPerGPU: 30}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			cfg := cfg
+			if tt.name == "a changed defaultGPUNum" {
+				cfg = hamiConfig(t, "hami: {defaultGPUNum: 3}")
+			}
 			got, asks, err := RequestFromResources(tt.rl, cfg)
 			if err != nil || !asks || len(got.Containers) != 1 || !reflect.DeepEqual(got.Containers[0], tt.want) {
 				t.Errorf("RequestFromResources = %+v, %v, %v; want %+v", got, asks, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRequestFromResourcesWithoutDefaultGPUNum: with defaultGPUNum 0 no
+// webhook adds a GPU, so a replica without one is refused as a pod is.
+func TestRequestFromResourcesWithoutDefaultGPUNum(t *testing.T) {
+	_, _, err := RequestFromResources(rl(hamiMem, "3000"), hamiConfig(t, "hami: {defaultGPUNum: 0}"))
+	if err == nil || !strings.Contains(err.Error(), "without nvidia.com/gpu") {
+		t.Fatalf("err = %v, want the missing nvidia.com/gpu named", err)
+	}
+}
+
+// TestHAMiDefaultGPUs: what HAMi's webhook adds, read by the one codec.
+func TestHAMiDefaultGPUs(t *testing.T) {
+	if config.MaxDefaultGPUNum != MaxGPUsPerContainer {
+		t.Fatalf("config.MaxDefaultGPUNum %d != MaxGPUsPerContainer %d: a default the codec refuses", config.MaxDefaultGPUNum, MaxGPUsPerContainer)
+	}
+	hami := hamiConfig(t, "")
+	tests := []struct {
+		name     string
+		cfg      config.Config
+		limits   corev1.ResourceList
+		requests corev1.ResourceList
+		want     int
+		wantErr  string
+	}{
+		{name: "gpumem only", limits: rl(hamiMem, "3000"), want: 1},
+		{name: "gpumem-percentage only", limits: rl(hamiPct, "50"), want: 1},
+		{name: "gpucores only", limits: rl(hamiCores, "30"), want: 1},
+		{name: "a changed default", cfg: hamiConfig(t, "hami: {defaultGPUNum: 2}"), limits: rl(hamiMem, "3000", hamiCores, "10"), want: 2},
+		{name: "nvidia.com/gpu already given", limits: rl(hamiGPU, "2", hamiMem, "3000")},
+		{name: "nvidia.com/gpu 0 is given too", limits: rl(hamiGPU, "0", hamiMem, "3000")},
+		{name: "no HAMi resources", limits: rl(resMemory, "3000", "cpu", "1")},
+		{name: "Tessera's names are not HAMi's", limits: rl(resMemory, "3000", resCores, "10")},
+		{name: "task priority alone is not memory or cores", limits: rl(config.HAMiPriority, "1")},
+		// HAMi reads the limits only; the API server refuses an extended
+		// resource given in requests alone.
+		{name: "memory in requests only", requests: rl(hamiMem, "3000")},
+		{name: "a count in requests only is not a limit", limits: rl(hamiMem, "3000"), requests: rl(hamiGPU, "1", hamiMem, "3000"), want: 1},
+		{name: "defaultGPUNum 0 adds nothing", cfg: hamiConfig(t, "hami: {defaultGPUNum: 0}"), limits: rl(hamiMem, "3000")},
+		{name: "without the profile nothing is added", cfg: config.Default(), limits: rl(hamiMem, "3000")},
+		{name: "an unreadable quantity is an error", limits: rl(hamiMem, "1.5"), wantErr: `container "main": resource nvidia.com/gpumem: quantity 1500m is not a whole number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := hami
+			if tt.cfg.Resources.VGPU != "" {
+				cfg = tt.cfg
+			}
+			c := container("main", tt.limits, tt.requests)
+			got, err := HAMiDefaultGPUs(&c, cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("HAMiDefaultGPUs = %d, %v; want %d", got, err, tt.want)
 			}
 		})
 	}

@@ -210,3 +210,22 @@ func certPool(caPEM []byte) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// ServingCert writes to dir, as tls.crt and tls.key, a serving certificate
+// for 127.0.0.1 issued by a new authority, and returns their paths and the
+// authority's PEM: what a webhook served by a test presents, and the
+// caBundle with which the API server trusts it.
+func ServingCert(dir, commonName string) (certFile, keyFile string, caPEM []byte, err error) {
+	ca, err := newAuthority(commonName + "-ca")
+	if err != nil {
+		return "", "", nil, err
+	}
+	pair, err := ca.issue(certRequest{commonName: commonName, ips: loopbackIPs(), server: true})
+	if err != nil {
+		return "", "", nil, err
+	}
+	if certFile, keyFile, err = pair.write(dir, "tls"); err != nil {
+		return "", "", nil, err
+	}
+	return certFile, keyFile, ca.certPEM, nil
+}

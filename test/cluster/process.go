@@ -44,6 +44,12 @@ type process struct {
 // the child is started from a goroutine locked to its thread that stays
 // there, waiting for the child, until the child exits.
 func startProcess(name, logPath, bin string, args []string) (*process, error) {
+	return startProcessEnv(name, logPath, bin, args, nil)
+}
+
+// startProcessEnv is startProcess with extra environment variables
+// ("NAME=value") on top of the test's own.
+func startProcessEnv(name, logPath, bin string, args, env []string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
@@ -52,6 +58,9 @@ func startProcess(name, logPath, bin string, args []string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
 	p := &process{name: name, logPath: logPath, bin: bin, args: args, done: make(chan struct{})}

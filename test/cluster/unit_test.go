@@ -302,3 +302,65 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// TestWriteEstimatorTLS: the estimators' serving certificate is valid for
+// the address karmada-scheduler dials (127.0.0.1) under the CA, the
+// scheduler's client certificate is valid for client authentication under
+// it, and a second call's CA trusts neither.
+func TestWriteEstimatorTLS(t *testing.T) {
+	files, err := WriteEstimatorTLS(filepath.Join(t.TempDir(), "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := WriteEstimatorTLS(filepath.Join(t.TempDir(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		ca, cert string
+		opts     x509.VerifyOptions
+		ok       bool
+	}{
+		{"serving pair for 127.0.0.1", files.CAFile, files.ServerCertFile, x509.VerifyOptions{DNSName: "127.0.0.1", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, true},
+		{"serving pair is no client", files.CAFile, files.ServerCertFile, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, false},
+		{"client pair", files.CAFile, files.ClientCertFile, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, true},
+		{"client pair serves nothing", files.CAFile, files.ClientCertFile, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, false},
+		{"another CA's client pair", files.CAFile, other.ClientCertFile, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			caPEM, err := os.ReadFile(tt.ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.opts.Roots, err = certPool(caPEM); err != nil {
+				t.Fatal(err)
+			}
+			pemBytes, err := os.ReadFile(tt.cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode(pemBytes)
+			if block == nil {
+				t.Fatalf("%s holds no PEM block", tt.cert)
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cert.Verify(tt.opts); (err == nil) != tt.ok {
+				t.Errorf("verify %s: %v, want ok=%t", tt.cert, err, tt.ok)
+			}
+		})
+	}
+	for _, f := range []string{files.ServerKeyFile, files.ClientKeyFile} {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", f, info.Mode().Perm())
+		}
+	}
+}

@@ -52,14 +52,20 @@ func skipUnlessServers(t *testing.T) {
 // it: Karmada's summary and, in Tessera mode, Tessera's estimator.
 func startHeadline(ctx context.Context, t *testing.T, mode env.EstimatorMode) *env.Env {
 	t.Helper()
+	return startHeadlineWith(ctx, t, env.Options{Estimator: mode})
+}
+
+// startHeadlineWith is startHeadline with more options (estimator mode
+// and TLS); members, paths, logging and the test are set here.
+func startHeadlineWith(ctx context.Context, t *testing.T, opts env.Options) *env.Env {
+	t.Helper()
 	paths, err := cluster.Binaries(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := env.Start(ctx, env.Options{
-		Members: env.HeadlineMembers(), Estimator: mode, Paths: paths, T: t, LogVerbosity: 2,
-		KeepDir: os.Getenv(keepEnv) != "",
-	})
+	opts.Members, opts.Paths, opts.T, opts.LogVerbosity = env.HeadlineMembers(), paths, t, 2
+	opts.KeepDir = os.Getenv(keepEnv) != ""
+	e, err := env.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,9 @@ type hamiExpect struct {
 	Cores         int    `json:"cores"`
 	Model         string `json:"model"`
 	Unsupported   string `json:"unsupported"`
+	// Webhook marks an example that relies on the admission webhook
+	// adding nvidia.com/gpu (HAMi's defaultGPUNum).
+	Webhook bool `json:"webhook"`
 }
 
 const hamiExpectKey = "tessera.test/expect"
@@ -106,10 +109,13 @@ func addHAMiNode(ctx context.Context, t *testing.T, client kubernetes.Interface,
 }
 
 // TestHAMiExamplesOnARealCluster runs HAMi's documented pod specs unchanged
-// through a real kube-scheduler with the extender under compat: hami. Each
-// lands on GPUs that fit with the per-GPU limits HAMi gives it (a memory
-// percentage resolved on the GPU it lands on); an unsupported option leaves
-// the pod Pending with an event that names it.
+// through the real kube-apiserver, with Tessera's admission webhook
+// registered as the chart registers it, and a real kube-scheduler with the
+// extender, under compat: hami. A pod that gives only HAMi's memory is
+// created with nvidia.com/gpu: 1 (defaultGPUNum) in its limits and
+// requests. Each lands on GPUs that fit with the per-GPU limits HAMi gives
+// it (a memory percentage resolved on the GPU it lands on); an unsupported
+// option leaves the pod Pending with an event that names it.
 func TestHAMiExamplesOnARealCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped under -short: starts real etcd, kube-apiserver and kube-scheduler (test/cluster)")
@@ -133,8 +139,13 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 	}
 	ext := startExtender(ctx, t, m.Kubeconfig(), port, cfgFile)
 	defer ext.stop(t)
+	startWebhook(ctx, t, client, cfgFile)
 
 	pods := hamiExamples(t)
+	asWritten := map[string]*corev1.Pod{}
+	for _, p := range pods {
+		asWritten[p.Name] = p.DeepCopy()
+	}
 	createAll(ctx, t, client, pods)
 	fits := 0
 	for _, p := range pods {
@@ -143,6 +154,7 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 		}
 	}
 	waitBound(ctx, t, client, fits, 3*time.Minute, 100*time.Millisecond)
+	mutated := 0
 	for _, pod := range listPods(ctx, t, client) {
 		var want hamiExpect
 		if err := json.Unmarshal([]byte(pod.Annotations[hamiExpectKey]), &want); err != nil {
@@ -151,6 +163,17 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 		if want.Unsupported != "" {
 			checkNeverFit(ctx, t, client, []corev1.Pod{pod}, map[string]string{pod.Name: want.Unsupported})
 			continue
+		}
+		// What the API server stored: the example's nvidia.com/gpu, or
+		// the one the webhook added where the example gives none (and the
+		// request the API server defaults from that limit).
+		written, _ := gpuLimitAndRequest(asWritten[pod.Name].Spec.Containers[0])
+		limit, request := gpuLimitAndRequest(pod.Spec.Containers[0])
+		if wantCount := fmt.Sprint(want.GPUs); limit != wantCount || request != wantCount || (written == "") != want.Webhook {
+			t.Errorf("pod %s: nvidia.com/gpu limit %q request %q (written %q, webhook %v), want %s", pod.Name, limit, request, written, want.Webhook, wantCount)
+		}
+		if want.Webhook {
+			mutated++
 		}
 		a, err := annotations.DecodeAssignment(pod.Annotations[keys.Assignment])
 		if err != nil || a.Node != pod.Spec.NodeName || len(a.Containers) != 1 {
@@ -175,6 +198,9 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 			}
 		}
 		t.Logf("pod %s: %s %+v", pod.Name, pod.Spec.NodeName, devs)
+	}
+	if mutated == 0 {
+		t.Error("no example relied on the webhook's defaultGPUNum (test/testdata/hami)")
 	}
 	checkAssignments(t, listPods(ctx, t, client), func() []vgpu.GPU {
 		var all []vgpu.GPU

@@ -37,6 +37,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/util/grpcconnection"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-estimator/app/options"
+	"github.com/tessera-gpu/tessera/pkg/bindaddr"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/server"
 )
@@ -117,16 +118,17 @@ func Run(ctx context.Context, opts *options.Options, cfg config.Config) error {
 	group, ctx := errgroup.WithContext(ctx)
 	metricsHandler := promhttp.HandlerFor(prometheus.Gatherers{ctrlmetrics.Registry, srv.Metrics().Registry()},
 		promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
-	for addr, mux := range httpMuxes(k.HealthProbeBindAddress, k.MetricsBindAddress, metricsHandler) {
+	grpcAddr, healthAddr, metricsAddr := listenAddrs(opts)
+	for addr, mux := range httpMuxes(healthAddr, metricsAddr, metricsHandler) {
 		group.Go(func() error { return serveHTTP(ctx, addr, mux) })
 	}
 	group.Go(func() error {
 		if err := srv.Start(ctx); err != nil {
 			return err
 		}
-		lis, err := net.Listen("tcp", fmt.Sprintf(":%d", k.ServerPort))
+		lis, err := net.Listen("tcp", grpcAddr)
 		if err != nil {
-			return fmt.Errorf("listen for gRPC on port %d: %w", k.ServerPort, err)
+			return fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
 		}
 		klog.InfoS("Serving the Estimator gRPC service", "address", lis.Addr().String())
 		return srv.Serve(ctx, lis, &grpcconnection.ServerConfig{
@@ -154,6 +156,14 @@ func newClients(restConfig *rest.Config) (server.Clients, error) {
 		return server.Clients{}, fmt.Errorf("create member cluster discovery client: %w", err)
 	}
 	return server.Clients{Kube: kube, Dynamic: dyn, Discovery: disc}, nil
+}
+
+// listenAddrs are the addresses the gRPC server, /healthz and /metrics
+// listen on: Karmada's flags, placed on --bind-address where they give
+// only a port (gRPC: on --grpc-bind-address when it is set).
+func listenAddrs(opts *options.Options) (grpcAddr, healthAddr, metricsAddr string) {
+	k := opts.Karmada
+	return opts.GRPCAddress(), bindaddr.On(opts.BindAddress, k.HealthProbeBindAddress), bindaddr.On(opts.BindAddress, k.MetricsBindAddress)
 }
 
 // httpMuxes lays out /healthz and /metrics on their addresses ("0"

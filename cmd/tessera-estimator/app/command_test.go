@@ -7,6 +7,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tessera-gpu/tessera/cmd/tessera-estimator/app/options"
 )
 
 func TestCommandRefusesInvalidFlags(t *testing.T) {
@@ -49,6 +53,41 @@ func TestHTTPMuxes(t *testing.T) {
 						t.Errorf("%s%s = %d, want 200", addr, path, rec.Code)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestListenAddrs: --bind-address places the gRPC server and the HTTP
+// endpoints that give only a port; Karmada's flags keep an explicit host
+// and "0" (disabled).
+func TestListenAddrs(t *testing.T) {
+	tests := []struct {
+		name                  string
+		args                  []string
+		grpc, health, metrics string
+	}{
+		{"Karmada's defaults", []string{"--cluster-name=m"}, ":10352", ":10351", ":8080"},
+		{"pod IP", []string{"--cluster-name=m", "--bind-address=10.0.0.7"}, "10.0.0.7:10352", "10.0.0.7:10351", "10.0.0.7:8080"},
+		{"IPv6 pod IP", []string{"--cluster-name=m", "--bind-address=fd00::7", "--server-port=9000"}, "[fd00::7]:9000", "[fd00::7]:10351", "[fd00::7]:8080"},
+		{"gRPC on its own address", []string{"--cluster-name=m", "--bind-address=10.0.0.7", "--grpc-bind-address=127.0.0.1"}, "127.0.0.1:10352", "10.0.0.7:10351", "10.0.0.7:8080"},
+		{"explicit host and disabled metrics", []string{"--cluster-name=m", "--bind-address=10.0.0.7", "--health-probe-bind-address=127.0.0.1:10351", "--metrics-bind-address=0"},
+			"10.0.0.7:10352", "127.0.0.1:10351", "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := options.NewOptions()
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			opts.AddFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if _, errs := opts.Validate(); len(errs) != 0 {
+				t.Fatalf("Validate: %v", errs)
+			}
+			grpc, health, metrics := listenAddrs(opts)
+			if grpc != tt.grpc || health != tt.health || metrics != tt.metrics {
+				t.Errorf("listen on gRPC %q, health %q, metrics %q; want %q, %q, %q", grpc, health, metrics, tt.grpc, tt.health, tt.metrics)
 			}
 		})
 	}

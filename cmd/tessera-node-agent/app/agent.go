@@ -17,6 +17,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app/options"
 	"github.com/tessera-gpu/tessera/deviceplugin"
+	"github.com/tessera-gpu/tessera/pkg/bindaddr"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/gpu"
 	"github.com/tessera-gpu/tessera/pkg/informerstop"
@@ -96,7 +97,7 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 	a.liveness = []healthCheck{registered}
 	a.readiness = []healthCheck{registered,
 		{name: "node-inventory", check: nodePublishedCheck(opts.NodeName, a.publisher.Published)}}
-	if a.health, err = listenEndpoint(ctx, "health probes", opts.HealthAddr, healthHandler(a.liveness, a.readiness)); err != nil {
+	if a.health, err = listenEndpoint(ctx, "health probes", bindaddr.On(opts.BindAddress, opts.HealthAddr), healthHandler(a.liveness, a.readiness)); err != nil {
 		return nil, err
 	}
 	if opts.MetricsAddr == "0" && opts.UsageReportInterval == 0 {
@@ -112,7 +113,7 @@ func NewAgent(ctx context.Context, cfg config.Config, opts *options.Options, cli
 		if err != nil {
 			return nil, err
 		}
-		if a.metrics, err = listenEndpoint(ctx, "metrics", opts.MetricsAddr, handler); err != nil {
+		if a.metrics, err = listenEndpoint(ctx, "metrics", bindaddr.On(opts.BindAddress, opts.MetricsAddr), handler); err != nil {
 			return nil, err
 		}
 	}

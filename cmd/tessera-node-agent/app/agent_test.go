@@ -231,6 +231,44 @@ func TestDisabledEndpointsHaveNoAddress(t *testing.T) {
 	}
 }
 
+// TestBindAddressPlacesPortOnlyListeners: --bind-address puts the health
+// and metrics listeners that give only a port on that IP, where without it
+// they listen on every interface; an address with its own host keeps it.
+func TestBindAddressPlacesPortOnlyListeners(t *testing.T) {
+	tests := []struct {
+		name, bind, health, metrics string
+		// wantHealth and wantMetrics check the host listened on.
+		wantHealth, wantMetrics func(net.IP) bool
+	}{
+		{"bind address", "127.0.0.1", ":0", ":0", net.IP.IsLoopback, net.IP.IsLoopback},
+		{"no bind address: every interface", "", ":0", ":0", net.IP.IsUnspecified, net.IP.IsUnspecified},
+		{"an explicit host wins", "0.0.0.0", "127.0.0.1:0", ":0", net.IP.IsLoopback, net.IP.IsUnspecified},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSetup(t)
+			s.opts.BindAddress, s.opts.HealthAddr, s.opts.MetricsAddr = tt.bind, tt.health, tt.metrics
+			if err := s.opts.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			agent, err := NewAgent(context.Background(), s.cfg, s.opts, s.client, s.lib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer agent.Close()
+			for _, ep := range []struct {
+				what, addr string
+				want       func(net.IP) bool
+			}{{"health", agent.HealthAddr(), tt.wantHealth}, {"metrics", agent.MetricsAddr(), tt.wantMetrics}} {
+				host, _, err := net.SplitHostPort(ep.addr)
+				if ip := net.ParseIP(host); err != nil || ip == nil || !ep.want(ip) {
+					t.Errorf("%s listens on %q (%v)", ep.what, ep.addr, err)
+				}
+			}
+		})
+	}
+}
+
 // TestUsageReportWithoutMetrics: the gpu-usage annotation is written even
 // when /metrics is off, from the same pod informer the metrics would use.
 func TestUsageReportWithoutMetrics(t *testing.T) {

@@ -6,15 +6,14 @@ package app
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app/options"
+	"github.com/tessera-gpu/tessera/pkg/command"
 	"github.com/tessera-gpu/tessera/pkg/gpu"
 )
 
@@ -24,29 +23,14 @@ const Component = "tessera-node-agent"
 // NewCommand returns the root command.
 func NewCommand() *cobra.Command {
 	opts := options.New()
-	cmd := &cobra.Command{
-		Use:   Component,
-		Short: "Tessera's node agent: device plugin, GPU health and the Node's GPU inventory",
-		Long: `tessera-node-agent runs on every GPU node. It finds the GPUs through NVML
+	return command.New(Component, "Tessera's node agent: device plugin, GPU health and the Node's GPU inventory",
+		`tessera-node-agent runs on every GPU node. It finds the GPUs through NVML
 (or go-nvml's mock GPUs), follows their health through Xid events, advertises
 one kubelet device per GPU slot, hands each container the GPUs and limits the
 scheduler extender chose, publishes the GPU inventory annotation and the
 memory and cores extended resources on its Node, and serves per-GPU and
 per-container Prometheus metrics.`,
-		SilenceUsage: true,
-		Args:         cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.Validate(); err != nil {
-				return err
-			}
-			return Run(cmd.Context(), opts)
-		},
-	}
-	opts.AddFlags(cmd.Flags())
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	cmd.Flags().AddGoFlagSet(klogFlags)
-	return cmd
+		opts, func(ctx context.Context) error { return Run(ctx, opts) })
 }
 
 // Run loads the configuration, connects to the API server and runs the agent

@@ -6,9 +6,7 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -33,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app/options"
+	"github.com/tessera-gpu/tessera/pkg/command"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
 )
@@ -50,26 +49,12 @@ const eventFlushTimeout = 5 * time.Second
 // NewCommand returns the root command.
 func NewCommand() *cobra.Command {
 	opts := options.New()
-	cmd := &cobra.Command{
-		Use:   Component,
-		Short: "Tessera's kube-scheduler extender: per-GPU fit, GPU and slot choice at bind time",
-		Long: `tessera-scheduler-extender answers kube-scheduler's extender calls for pods
+	return command.New(Component,
+		"Tessera's kube-scheduler extender: per-GPU fit, GPU and slot choice at bind time",
+		`tessera-scheduler-extender answers kube-scheduler's extender calls for pods
 that request Tessera's vGPU resources: filter (per-GPU fit), prioritize
 (binpack or spread) and bind (choose GPUs and slots, annotate, bind).`,
-		SilenceUsage: true,
-		Args:         cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.Validate(); err != nil {
-				return err
-			}
-			return Run(cmd.Context(), opts)
-		},
-	}
-	opts.AddFlags(cmd.Flags())
-	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(klogFlags)
-	cmd.Flags().AddGoFlagSet(klogFlags)
-	return cmd
+		opts, func(ctx context.Context) error { return Run(ctx, opts) })
 }
 
 // Run serves until ctx is cancelled, a server fails, or leadership is lost.
@@ -117,8 +102,13 @@ func Run(ctx context.Context, opts *options.Options) error {
 	var leading atomic.Bool
 	leading.Store(!opts.LeaderElection.Enabled)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	bindWait := opts.FilterBindWait
+	if bindWait == 0 {
+		bindWait = -1 // off; the library's 0 means its default
+	}
 	ext, err := extender.New(extender.Options{
 		Client: client, Informers: factory, Config: cfg, Recorder: recorder, Metrics: metrics, IsLeader: leading.Load,
+		BindWait: bindWait,
 	})
 	if err != nil {
 		return err
@@ -134,18 +124,18 @@ func Run(ctx context.Context, opts *options.Options) error {
 	}
 
 	errc := make(chan error, 4)
-	servers := []*namedServer{{name: "extender", addr: opts.BindAddress, handler: ext.Handler()}}
+	servers := []*command.Server{{Name: "extender", Addr: opts.BindAddress, Handler: ext.Handler()}}
 	if opts.MetricsBindAddress != "0" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		servers = append(servers, &namedServer{name: "metrics", addr: opts.MetricsBindAddress, handler: mux})
+		servers = append(servers, &command.Server{Name: "metrics", Addr: opts.MetricsBindAddress, Handler: mux})
 	}
 	if opts.HealthBindAddress != "0" {
-		servers = append(servers, &namedServer{name: "health", addr: opts.HealthBindAddress, handler: healthHandler(ext, &leading)})
+		servers = append(servers, &command.Server{Name: "health", Addr: opts.HealthBindAddress, Handler: healthHandler(ext, &leading)})
 	}
 	for _, s := range servers {
-		if err := s.start(ctx, errc); err != nil {
-			shutdown(logger, servers)
+		if err := s.Start(ctx, errc); err != nil {
+			command.Shutdown(logger, shutdownTimeout, servers)
 			return err
 		}
 	}
@@ -153,7 +143,7 @@ func Run(ctx context.Context, opts *options.Options) error {
 	if opts.LeaderElection.Enabled {
 		elector, err := newElector(client, recorder, opts.LeaderElection, &leading, errc)
 		if err != nil {
-			shutdown(logger, servers)
+			command.Shutdown(logger, shutdownTimeout, servers)
 			return err
 		}
 		// The election has its own context: it must outlive the servers'
@@ -166,7 +156,7 @@ func Run(ctx context.Context, opts *options.Options) error {
 	// Servers stop before the lease is released, so that no bind of this
 	// replica is still writing when another one takes over.
 	defer func() {
-		shutdown(logger, servers)
+		command.Shutdown(logger, shutdownTimeout, servers)
 		stopElection()
 	}()
 	logger.Info("Scheduler extender is serving", "address", opts.BindAddress, "leaderElection", opts.LeaderElection.Enabled)
@@ -231,52 +221,6 @@ func healthHandler(ext *extender.Extender, leading *atomic.Bool) http.Handler {
 		}
 	})
 	return mux
-}
-
-type namedServer struct {
-	name, addr string
-	handler    http.Handler
-	srv        *http.Server
-}
-
-// start listens synchronously (so a taken port is an error of Run) and
-// serves in the background.
-func (s *namedServer) start(ctx context.Context, errc chan<- error) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("listen for %s on %s: %w", s.name, s.addr, err)
-	}
-	// Calls must not end with Run's context: a bind cut between its
-	// annotation patch and its Binding only leaves work for the rollback.
-	// Shutdown lets them finish instead.
-	base := context.WithoutCancel(ctx)
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			select {
-			case errc <- fmt.Errorf("serve %s on %s: %w", s.name, s.addr, err):
-			default:
-			}
-		}
-	}()
-	return nil
-}
-
-// shutdown stops the servers, letting in-flight calls finish. It may be
-// called more than once.
-func shutdown(logger klog.Logger, servers []*namedServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	for _, s := range servers {
-		if s.srv == nil {
-			continue
-		}
-		if err := s.srv.Shutdown(ctx); err != nil {
-			// Closing the connections cancels the calls still running.
-			logger.Error(err, "Server did not shut down in time; closing its connections", "server", s.name)
-			_ = s.srv.Close()
-		}
-	}
 }
 
 // dropManagedFields trims objects before they enter the informer caches:

@@ -81,6 +81,13 @@ type Options struct {
 	// Paths are the server binaries; Start calls cluster.Binaries for any
 	// that are missing (a cold build takes about 7 minutes on two idle cores).
 	Paths cluster.Paths
+	// EstimatorTLS runs every Tessera estimator with mutual TLS (a serving
+	// pair, and client certificates required and verified against a CA of
+	// the environment's own) and karmada-scheduler with Karmada's estimator
+	// client flags for that CA and a client pair; Tessera mode only.
+	// karmada-scheduler has one client configuration for all estimators,
+	// so they all serve TLS or none does.
+	EstimatorTLS bool
 	// KarmadaSchedulerArgs are extra flags for karmada-scheduler.
 	KarmadaSchedulerArgs []string
 	// KarmadaControllerManagerArgs are extra flags for karmada-controller-manager.
@@ -131,6 +138,7 @@ type Env struct {
 	logs     *logFiles
 	karmada  *cluster.Karmada
 	members  []*Member
+	tls      *cluster.EstimatorTLS // nil: the estimators serve plain gRPC
 	logf     func(format string, args ...any)
 	started  time.Time
 	failed   bool // starting failed: keep everything
@@ -163,6 +171,9 @@ func newEnv(opts Options) (*Env, error) {
 	}
 	if opts.Estimator != EstimatorTessera && opts.Estimator != EstimatorStock {
 		return nil, fmt.Errorf("environment: estimator mode %q is neither %q nor %q", opts.Estimator, EstimatorTessera, EstimatorStock)
+	}
+	if opts.EstimatorTLS && opts.Estimator != EstimatorTessera {
+		return nil, fmt.Errorf("environment: estimator TLS needs estimator mode %q; in %q mode karmada-scheduler dials no estimator", EstimatorTessera, opts.Estimator)
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = cluster.DefaultStartTimeout
@@ -238,6 +249,9 @@ func (e *Env) start(ctx context.Context) error {
 	if err := e.ensureBinaries(ctx); err != nil {
 		return err
 	}
+	if err := e.prepareEstimatorTLS(); err != nil {
+		return err
+	}
 	e.members = make([]*Member, len(e.opts.Members))
 	// Members and Karmada start at once: most of a start is waiting for
 	// servers to become ready, which overlaps well even on two cores.
@@ -289,6 +303,9 @@ func (e *Env) startKarmada(ctx context.Context) (*cluster.Karmada, error) {
 		// Appended after StartKarmada's own --enable-scheduler-estimator=true: the later flag wins.
 		schedulerArgs = append(schedulerArgs, "--enable-scheduler-estimator=false")
 	}
+	if e.tls != nil {
+		schedulerArgs = append(schedulerArgs, e.tls.SchedulerArgs()...)
+	}
 	schedulerArgs = append(schedulerArgs, e.opts.KarmadaSchedulerArgs...)
 	start := time.Now()
 	k, err := cluster.StartKarmada(ctx, cluster.KarmadaOptions{
@@ -303,7 +320,7 @@ func (e *Env) startKarmada(ctx context.Context) (*cluster.Karmada, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.logf("karmada: control plane ready after %s (estimator mode %s)", time.Since(start).Round(time.Millisecond), e.opts.Estimator)
+	e.logf("karmada: control plane ready after %s (estimator mode %s, estimator TLS %t)", time.Since(start).Round(time.Millisecond), e.opts.Estimator, e.tls != nil)
 	return k, nil
 }
 

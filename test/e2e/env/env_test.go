@@ -59,6 +59,7 @@ func TestNewEnvRejectsBadOptions(t *testing.T) {
 		wantErr string
 	}{
 		{"unknown estimator mode", Options{Members: HeadlineMembers(), Estimator: "accurate"}, `"accurate" is neither`},
+		{"estimator TLS in stock mode", Options{Members: HeadlineMembers(), Estimator: EstimatorStock, EstimatorTLS: true}, "estimator TLS needs estimator mode"},
 		{"invalid Tessera config", Options{Members: HeadlineMembers(), Config: &config.Config{}}, "Tessera configuration"},
 		{"directory too long for sockets", Options{Members: HeadlineMembers(), Dir: t.TempDir() + "/" + strings.Repeat("d", 40)}, "unix socket paths"},
 	}

@@ -11,13 +11,9 @@ import (
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
-	"github.com/karmada-io/karmada/pkg/estimator/pb"
-	estimatorservice "github.com/karmada-io/karmada/pkg/estimator/service"
-	"github.com/karmada-io/karmada/pkg/util/grpcconnection"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,8 +80,8 @@ func (e *Env) startEstimator(ctx context.Context, m *Member) error {
 			return err
 		}
 		group, ctx := errgroup.WithContext(ctx)
-		// No TLS: karmada-scheduler is started without estimator certificates.
-		group.Go(func() error { return srv.Serve(ctx, lis, &grpcconnection.ServerConfig{ServerPort: port}) })
+		// Mutual TLS when Options.EstimatorTLS gave karmada-scheduler certificates, else plain gRPC.
+		group.Go(func() error { return srv.Serve(ctx, lis, e.estimatorServerConfig(port)) })
 		group.Go(func() error { return serveMetrics(ctx, metricsLis, srv.Metrics().Registry()) })
 		return group.Wait()
 	})
@@ -216,8 +212,10 @@ func (e *Env) Estimates(ctx context.Context, member string, request corev1.Resou
 	est := Estimate{Stock: StockEstimate(ctx, c, request)}
 	if addr := m.EstimatorAddress(); addr == "" {
 		est.TesseraErr = fmt.Errorf("no Tessera estimator is serving for %s", member)
+	} else if creds, err := e.estimatorCredentials(); err != nil {
+		est.TesseraErr = err
 	} else {
-		est.Tessera, est.TesseraErr = TesseraEstimate(ctx, addr, member, request)
+		est.Tessera, est.TesseraErr = TesseraEstimateWith(ctx, addr, member, request, creds)
 	}
 	est.Used = est.Stock
 	if e.opts.Estimator == EstimatorTessera && est.TesseraErr == nil {
@@ -232,22 +230,8 @@ func StockEstimate(ctx context.Context, c *clusterv1alpha1.Cluster, request core
 }
 
 // TesseraEstimate asks the estimator at addr, over Karmada's Estimator gRPC
-// service, how many replicas asking for request fit in cluster.
+// service and plain gRPC, how many replicas asking for request fit in
+// cluster.
 func TesseraEstimate(ctx context.Context, addr, cluster string, request corev1.ResourceList) (int32, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return 0, fmt.Errorf("dial Tessera estimator of %s at %s: %w", cluster, addr, err)
-	}
-	defer conn.Close()
-	req := &pb.MaxAvailableReplicasRequest{Cluster: cluster, ReplicaRequirements: &pb.ReplicaRequirements{}}
-	if err := req.ReplicaRequirements.SetResourceRequest(request); err != nil {
-		return 0, fmt.Errorf("encode request for the estimator of %s: %w", cluster, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, estimateTimeout)
-	defer cancel()
-	resp, err := estimatorservice.NewEstimatorClient(conn).MaxAvailableReplicas(ctx, req)
-	if err != nil {
-		return 0, fmt.Errorf("ask Tessera estimator of %s at %s: %w", cluster, addr, err)
-	}
-	return resp.MaxReplicas, nil
+	return TesseraEstimateWith(ctx, addr, cluster, request, insecure.NewCredentials())
 }

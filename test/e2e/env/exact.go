@@ -90,13 +90,17 @@ func (m *Member) checkEstimates(ctx context.Context, f *Findings, s memberState,
 		f.unsettled("%s: no estimator is serving", m.name)
 		return nil
 	}
+	creds, err := m.env.estimatorCredentials() // mutual TLS when the environment serves it
+	if err != nil {
+		return err
+	}
 	for _, w := range workloads {
 		request := w.Request.Resources(m.env.cfg.Resources)
 		want, err := m.exact(s, request)
 		if err != nil {
 			return err
 		}
-		got, err := TesseraEstimate(ctx, addr, m.name, request)
+		got, err := TesseraEstimateWith(ctx, addr, m.name, request, creds)
 		f.Summary = append(f.Summary, fmt.Sprintf("%s: estimator %d replicas of %s, exact %d", m.name, got, w.Name, want))
 		switch {
 		case err != nil:

@@ -351,3 +351,12 @@ func healthySlots(devs []*pluginapi.Device) int {
 
 // loopbackIP is every simulated node's address.
 const loopbackIP = "127.0.0.1"
+
+// SimulateKubelet runs the pod side of node's kubelet around devices (a
+// fake kubelet the node's device plugin registered with) until ctx ends:
+// for a node whose agent runs outside this package (test/install runs it
+// from the chart's manifests). admission reports what it did with a pod.
+func SimulateKubelet(ctx context.Context, node string, client kubernetes.Interface, devices *fakekubelet.Kubelet, vgpu corev1.ResourceName) (run func() error, admission func(types.UID) ([]fakekubelet.ContainerAllocation, string, bool)) {
+	k := newSimKubelet(node, client, devices, vgpu)
+	return func() error { return k.run(ctx) }, k.admission
+}

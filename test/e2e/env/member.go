@@ -39,6 +39,7 @@ type Member struct {
 
 	extender     *component // nil while stopped; guarded by mu once started
 	extenderPort int        // kube-scheduler's configuration names it: a restart listens there again
+	webhook      *component // nil unless compat: hami
 
 	mu             sync.Mutex
 	estimator      *component // nil once stopped
@@ -159,6 +160,9 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
 		return m, err
 	}
+	if m.webhook, err = e.startWebhook(ctx, m); err != nil {
+		return m, err
+	}
 	for i := range spec.Nodes {
 		n, err := e.startNode(ctx, m, nodeName(spec, i), spec.Nodes[i])
 		if n != nil {
@@ -197,7 +201,7 @@ func (m *Member) stopComponents() []error {
 	est, ext := m.estimator, m.extender
 	m.estimator, m.extender = nil, nil
 	m.mu.Unlock()
-	errs = append(errs, est.stop(), ext.stop())
+	errs = append(errs, est.stop(), m.webhook.stop(), ext.stop())
 	for _, n := range m.nodes {
 		errs = append(errs, n.stop()...)
 	}

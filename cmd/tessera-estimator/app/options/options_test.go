@@ -67,6 +67,10 @@ func TestValidate(t *testing.T) {
 		{name: "cert without key", args: []string{"--cluster-name=m", "--grpc-auth-cert-file=/c"}, wantErr: "go together"},
 		{name: "bad metrics address", args: []string{"--cluster-name=m", "--metrics-bind-address=8080"}, wantErr: "MetricsBindAddress"},
 		{name: "disabled health probe", args: []string{"--cluster-name=m", "--health-probe-bind-address=0"}, wantVGPU: "tessera.io/vgpu"},
+		{name: "loopback gRPC address", args: []string{"--cluster-name=m", "--grpc-bind-address=127.0.0.1"}, wantVGPU: "tessera.io/vgpu"},
+		{name: "gRPC address with a port", args: []string{"--cluster-name=m", "--grpc-bind-address=127.0.0.1:10352"}, wantErr: "GRPCBindAddress"},
+		{name: "bind address", args: []string{"--cluster-name=m", "--bind-address=fd00::7"}, wantVGPU: "tessera.io/vgpu"},
+		{name: "bind address with a port", args: []string{"--cluster-name=m", "--bind-address=10.0.0.7:8080"}, wantErr: "BindAddress"},
 		{name: "zero probe interval", args: []string{"--cluster-name=m", "--api-probe-interval=0s"}, wantErr: "APIProbeInterval"},
 		{name: "missing config file", args: []string{"--cluster-name=m", "--config=" + filepath.Join(dir, "none.yaml")}, wantErr: "none.yaml"},
 		{name: "invalid config file", args: []string{"--cluster-name=m", "--config=" + bad}, wantErr: "unknownField"},
@@ -87,6 +91,21 @@ func TestValidate(t *testing.T) {
 				t.Errorf("vgpu resource = %q, want %q", cfg.Resources.VGPU, tt.wantVGPU)
 			}
 		})
+	}
+}
+
+func TestGRPCAddress(t *testing.T) {
+	for args, want := range map[string]string{"": ":10352", "127.0.0.1": "127.0.0.1:10352", "::1": "[::1]:10352"} {
+		if got := parse(t, "--grpc-bind-address="+args).GRPCAddress(); got != want {
+			t.Errorf("--grpc-bind-address=%q: listens on %q, want %q", args, got, want)
+		}
+	}
+	// --bind-address places gRPC too, unless --grpc-bind-address says otherwise.
+	if got := parse(t, "--bind-address=10.0.0.7").GRPCAddress(); got != "10.0.0.7:10352" {
+		t.Errorf("--bind-address=10.0.0.7: gRPC listens on %q", got)
+	}
+	if got := parse(t, "--bind-address=10.0.0.7", "--grpc-bind-address=127.0.0.1").GRPCAddress(); got != "127.0.0.1:10352" {
+		t.Errorf("--grpc-bind-address=127.0.0.1 with --bind-address: gRPC listens on %q", got)
 	}
 }
 

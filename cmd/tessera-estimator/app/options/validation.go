@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/tessera-gpu/tessera/pkg/bindaddr"
 	"github.com/tessera-gpu/tessera/pkg/config"
 )
 
@@ -32,6 +33,12 @@ func (o *Options) Validate() (config.Config, field.ErrorList) {
 			errs = append(errs, field.Invalid(path.Child(name), addr, err))
 		}
 	}
+	if o.GRPCBindAddress != "" && net.ParseIP(o.GRPCBindAddress) == nil {
+		errs = append(errs, field.Invalid(path.Child("GRPCBindAddress"), o.GRPCBindAddress, "must be an IP address (the port is --server-port), or empty for every interface"))
+	}
+	if err := bindaddr.Check("--bind-address", o.BindAddress); err != nil {
+		errs = append(errs, field.Invalid(path.Child("BindAddress"), o.BindAddress, err.Error()))
+	}
 	if o.APIProbeInterval <= 0 {
 		errs = append(errs, field.Invalid(path.Child("APIProbeInterval"), o.APIProbeInterval.String(), "must be positive"))
 	}
@@ -48,6 +55,16 @@ func (o *Options) Validate() (config.Config, field.ErrorList) {
 		}
 	}
 	return cfg, errs
+}
+
+// GRPCAddress is where the gRPC server listens: --grpc-bind-address (or
+// else --bind-address) and --server-port.
+func (o *Options) GRPCAddress() string {
+	host := o.GRPCBindAddress
+	if host == "" {
+		host = o.BindAddress
+	}
+	return net.JoinHostPort(host, strconv.Itoa(o.Karmada.ServerPort))
 }
 
 // checkBindAddress accepts "0" (disabled) or host:port.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/tessera-gpu/tessera/pkg/bindaddr"
 	"github.com/tessera-gpu/tessera/pkg/config"
 )
 
@@ -31,6 +32,10 @@ type Options struct {
 	HealthAddr string
 	// MetricsAddr serves /metrics (pkg/nodemetrics); "0" disables it.
 	MetricsAddr string
+	// BindAddress is the IP address HealthAddr and MetricsAddr listen on
+	// when they name only a port; empty means every interface. The chart
+	// sets it to the pod's IP when the agent uses the host's network.
+	BindAddress string
 	// UsageReportInterval is how often the containers' observed GPU use is
 	// read for the Node's gpu-usage annotation (pkg/usagereport); 0
 	// disables the report.
@@ -65,6 +70,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig; empty uses the in-cluster configuration.")
 	fs.StringVar(&o.HealthAddr, "health-addr", o.HealthAddr, "host:port serving /healthz (ok while the device plugin is registered with the kubelet) and /readyz (ok once, in addition, the Node carries the GPU inventory); \"0\" disables it.")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", o.MetricsAddr, "host:port serving Prometheus /metrics: per GPU and per container; \"0\" disables it.")
+	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "IP address that --health-addr and --metrics-addr listen on when they give only a port (\":8080\"); empty listens on every interface. With the host's network, set it to the pod's IP (the chart does) so that the ports are not open on every interface of the node.")
 	fs.DurationVar(&o.UsageReportInterval, "usage-report-interval", o.UsageReportInterval, "How often the containers' observed GPU memory is read for the Node's gpu-usage annotation (written when it changes, or every 10 minutes; what `tessera pods` shows); 0 disables it.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
@@ -88,6 +94,9 @@ func (o *Options) Validate() error {
 		if err := validateListenAddr(a.flag, a.addr); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := bindaddr.Check("--bind-address", o.BindAddress); err != nil {
+		errs = append(errs, err)
 	}
 	if o.UsageReportInterval < 0 {
 		errs = append(errs, fmt.Errorf("--usage-report-interval %v is negative (0 disables the report)", o.UsageReportInterval))

@@ -27,6 +27,10 @@ func TestValidate(t *testing.T) {
 		{name: "loopback metrics port 0", args: []string{"--node-name=gpu-1", "--metrics-addr=127.0.0.1:0"}},
 		{name: "metrics address without port", args: []string{"--node-name=n", "--metrics-addr=localhost"}, wantErr: []string{`--metrics-addr "localhost"`}},
 		{name: "metrics address with empty port", args: []string{"--node-name=n", "--metrics-addr=:"}, wantErr: []string{`--metrics-addr ":" has no port`}},
+		{name: "bind address IPv4", args: []string{"--node-name=n", "--bind-address=10.0.0.7"}},
+		{name: "bind address IPv6", args: []string{"--node-name=n", "--bind-address=fd00::7"}},
+		{name: "bind address with a port", args: []string{"--node-name=n", "--bind-address=10.0.0.7:8080"}, wantErr: []string{`--bind-address "10.0.0.7:8080" is not an IP address`}},
+		{name: "bind address unexpanded", args: []string{"--node-name=n", "--bind-address=$(POD_IP)"}, wantErr: []string{`--bind-address "$(POD_IP)"`}},
 		{name: "zero qps", args: []string{"--node-name=n", "--kube-api-qps=0"}, wantErr: []string{"--kube-api-qps 0"}},
 		{
 			name:    "every problem at once",

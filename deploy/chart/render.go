@@ -1,8 +1,8 @@
-// Command render writes the plain manifests under deploy/manifests from the
-// Helm chart in deploy/helm/tessera with Helm's Go library, so that neither
-// a developer nor CI needs a helm binary, and the chart tests render exactly
-// what is committed.
-package main
+// Package chart renders Tessera's Helm chart (deploy/helm/tessera) with
+// Helm's Go library, so that neither a developer nor CI needs a helm
+// binary: deploy/render writes the committed manifests with it, and the
+// install tests (test/install) render exactly what `helm install` would.
+package chart
 
 import (
 	"fmt"
@@ -46,9 +46,9 @@ func Render(opts Options) (map[string]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read values file %s: %w", f, err)
 		}
-		vals = mergeValues(vals, v.AsMap())
+		vals = MergeValues(vals, v.AsMap())
 	}
-	vals = mergeValues(vals, opts.Values)
+	vals = MergeValues(vals, opts.Values)
 	caps := chartutil.DefaultCapabilities.Copy()
 	kv, err := chartutil.ParseKubeVersion(kubeVersion)
 	if err != nil {
@@ -123,9 +123,9 @@ func hasContent(doc string) bool {
 	return false
 }
 
-// mergeValues merges src over dst the way helm merges --values files:
+// MergeValues merges src over dst the way helm merges --values files:
 // maps merge key by key, anything else replaces.
-func mergeValues(dst, src map[string]any) map[string]any {
+func MergeValues(dst, src map[string]any) map[string]any {
 	out := maps.Clone(dst)
 	if out == nil {
 		out = map[string]any{}
@@ -133,7 +133,7 @@ func mergeValues(dst, src map[string]any) map[string]any {
 	for k, v := range src {
 		if sv, ok := v.(map[string]any); ok {
 			if dv, ok := out[k].(map[string]any); ok {
-				out[k] = mergeValues(dv, sv)
+				out[k] = MergeValues(dv, sv)
 				continue
 			}
 		}
