@@ -135,7 +135,7 @@ func TestRestartRecordsWhatAStoppedAgentDidNot(t *testing.T) {
 			t.Fatal(err)
 		}
 		next.index.upsert(fresh)
-		if err := next.restoreAllocations(); err != nil {
+		if err := next.restoreAllocations(ctx); err != nil {
 			t.Fatal(err)
 		}
 		next.flushRecords(ctx)

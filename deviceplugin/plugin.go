@@ -265,7 +265,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	defer p.podResources.close()
 	// After the informer synced: restoring needs no pods, but the sweep
 	// that follows must know them all.
-	if err := p.restoreAllocations(); err != nil {
+	if err := p.restoreAllocations(ctx); err != nil {
 		return err
 	}
 	p.sweepRegions()

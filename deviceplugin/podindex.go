@@ -199,12 +199,27 @@ func (ix *podIndex) eachUnservedLocked(fn func(candidate) bool) {
 
 // markServedLocked records a container as served.
 func (ix *podIndex) markServedLocked(e *podEntry, container string) {
-	m := ix.served[e.pod.UID]
+	ix.markServedUIDLocked(e.pod.UID, container)
+}
+
+// markServedUIDLocked records a container as served by its pod's UID,
+// known to the index or not yet (a restarted agent restores allocations
+// of pods its informer may deliver later).
+func (ix *podIndex) markServedUIDLocked(uid types.UID, container string) {
+	m := ix.served[uid]
 	if m == nil {
 		m = map[string]bool{}
-		ix.served[e.pod.UID] = m
+		ix.served[uid] = m
 	}
 	m[container] = true
+}
+
+// markRestoredServed records as served a container that an allocation on
+// disk names as its owner, whether or not the pod is in the index yet.
+func (ix *podIndex) markRestoredServed(uid types.UID, container string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.markServedUIDLocked(uid, container)
 }
 
 // podServed returns the latest object of a pod and its served containers.

@@ -106,14 +106,19 @@ func permanentRecordError(err error) bool {
 		apierrors.IsBadRequest(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err)
 }
 
-// queueMissingRecord is restoreAllocations' part: a resolved allocation
-// whose container the pod's annotation does not list (the agent stopped
-// before its patch went through) is recorded again.
-func (p *Plugin) queueMissingRecord(owner *ownerRecord) {
+// restoreServed is restoreAllocations' part for a resolved allocation: its
+// container is served (so GetPreferredAllocation never offers its slots to
+// another pod, even before the informer delivers its pod), and if the pod's
+// annotation does not list it (the agent stopped before its patch went
+// through), it is recorded again. A pod the informer has not delivered is
+// read by name for that.
+func (p *Plugin) restoreServed(ctx context.Context, owner *ownerRecord) {
 	uid := types.UID(owner.PodUID)
-	if owner.Refused != "" || !p.index.annotationLacks(uid, owner.Container) {
-		return
+	p.index.markRestoredServed(uid, owner.Container)
+	if !p.index.hasPod(uid) {
+		p.fetchPods(ctx, []podName{{owner.Namespace, owner.Pod}})
 	}
-	p.index.markServed(uid, owner.Container)
-	p.records.add(uid)
+	if p.index.annotationLacks(uid, owner.Container) {
+		p.records.add(uid)
+	}
 }
