@@ -1,6 +1,7 @@
 package deviceplugin
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 // the kubelet again. A directory that cannot be read is logged and left to
 // the sweep: its container, if any, waits and then fails CUDA, never runs
 // unlimited.
-func (p *Plugin) restoreAllocations() error {
+func (p *Plugin) restoreAllocations(ctx context.Context) error {
 	keys, err := p.store.keys()
 	if err != nil {
 		return fmt.Errorf("restore allocations: %w", err)
@@ -29,6 +30,8 @@ func (p *Plugin) restoreAllocations() error {
 		restored++
 		if owner == nil {
 			waiting++
+		} else {
+			p.restoreServed(ctx, owner)
 		}
 	}
 	if restored > 0 {

@@ -10,6 +10,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"github.com/tessera-gpu/tessera/pkg/informerstop"
 )
 
 // startPodInformer feeds the pod index with the pods bound to this node and
@@ -37,11 +39,13 @@ func (p *Plugin) startPodInformer(ctx context.Context) (stop func(), err error) 
 	}
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		factory.Shutdown()
+		informerstop.Shutdown(p.logger, "pod index of node "+p.opts.NodeName, factory, informerstop.Timeout)
 		return nil, fmt.Errorf("sync pods of node %s: %w", p.opts.NodeName, ctx.Err())
 	}
 	p.logger.Info("Pod index synced", "node", p.opts.NodeName)
-	return factory.Shutdown, nil
+	return func() {
+		informerstop.Shutdown(p.logger, "pod index of node "+p.opts.NodeName, factory, informerstop.Timeout)
+	}, nil
 }
 
 func (p *Plugin) onPodChange(obj any) {

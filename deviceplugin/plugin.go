@@ -155,10 +155,12 @@ type Plugin struct {
 	metrics      *pluginMetrics
 	// patchLocks serialise the Allocated patches of each pod.
 	patchLocks podLocks
-	refresher  podRefresher
-	tune       tuning
-	logger     klog.Logger
-	running    atomic.Bool
+	// records are the pods whose Allocated annotation is still to be written.
+	records   *pendingRecords
+	refresher podRefresher
+	tune      tuning
+	logger    klog.Logger
+	running   atomic.Bool
 	// registered is what the running server last registered with; nil
 	// while it is not registered. Registered compares it with the sockets
 	// on disk, so a restarted kubelet shows at once, not at the next
@@ -188,6 +190,7 @@ func New(opts Options, devices DeviceSource, client kubernetes.Interface, record
 		regions:      regionStore{stateDir: opts.StateDir},
 		store:        allocStore{stateDir: opts.StateDir},
 		allocs:       newAllocTable(),
+		records:      newPendingRecords(),
 		podResources: &podResourcesClient{socket: opts.PodResourcesSocket},
 		metrics:      newPluginMetrics(opts.NodeName),
 		tune:         defaultTuning(),
@@ -262,7 +265,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	defer p.podResources.close()
 	// After the informer synced: restoring needs no pods, but the sweep
 	// that follows must know them all.
-	if err := p.restoreAllocations(); err != nil {
+	if err := p.restoreAllocations(ctx); err != nil {
 		return err
 	}
 	p.sweepRegions()
@@ -270,6 +273,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { p.sweepPeriodically(ctx) })
 	wg.Go(func() { p.resolveLoop(ctx) })
+	wg.Go(func() { p.recordLoop(ctx) })
 	defer func() {
 		cancel()
 		wg.Wait()

@@ -159,6 +159,15 @@ func (ix *podIndex) orderedLocked() []*podEntry {
 	return ix.ordered
 }
 
+// annotationLacks says whether the index knows the pod and its Allocated
+// annotation, as last seen, does not list container.
+func (ix *podIndex) annotationLacks(uid types.UID, container string) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	e, ok := ix.pods[uid]
+	return ok && !slices.Contains(e.servedByAnnotation, container)
+}
+
 func (ix *podIndex) isServedLocked(e *podEntry, container string) bool {
 	return ix.served[e.pod.UID][container] || slices.Contains(e.servedByAnnotation, container)
 }
@@ -190,12 +199,27 @@ func (ix *podIndex) eachUnservedLocked(fn func(candidate) bool) {
 
 // markServedLocked records a container as served.
 func (ix *podIndex) markServedLocked(e *podEntry, container string) {
-	m := ix.served[e.pod.UID]
+	ix.markServedUIDLocked(e.pod.UID, container)
+}
+
+// markServedUIDLocked records a container as served by its pod's UID,
+// known to the index or not yet (a restarted agent restores allocations
+// of pods its informer may deliver later).
+func (ix *podIndex) markServedUIDLocked(uid types.UID, container string) {
+	m := ix.served[uid]
 	if m == nil {
 		m = map[string]bool{}
-		ix.served[e.pod.UID] = m
+		ix.served[uid] = m
 	}
 	m[container] = true
+}
+
+// markRestoredServed records as served a container that an allocation on
+// disk names as its owner, whether or not the pod is in the index yet.
+func (ix *podIndex) markRestoredServed(uid types.UID, container string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.markServedUIDLocked(uid, container)
 }
 
 // podServed returns the latest object of a pod and its served containers.

@@ -29,6 +29,21 @@ const (
 // and a slow resync otherwise (which also notices a kubelet restarted with
 // running pods, and repairs any limits file that differs from the record).
 func (p *Plugin) resolveLoop(ctx context.Context) {
+	p.pollLoop(ctx, p.allocs.nudge, func(ctx context.Context, retryIn time.Duration) bool {
+		waiting, err := p.resolveOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.logger.Error(err, "Resolving GPU allocations through the kubelet's PodResources API; will retry",
+				"waiting", waiting, "retryIn", retryIn)
+		}
+		return err != nil || waiting > 0
+	})
+}
+
+// pollLoop runs pass at once, on every nudge, and again after a backoff
+// (resolveMinPoll doubling to resolveMaxPoll) while pass says to retry,
+// or after resolveResync otherwise, until ctx ends. pass is told the
+// backoff it would retry in.
+func (p *Plugin) pollLoop(ctx context.Context, nudge <-chan struct{}, pass func(ctx context.Context, retryIn time.Duration) (retry bool)) {
 	backoff := p.tune.resolveMinPoll
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -36,17 +51,12 @@ func (p *Plugin) resolveLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.allocs.nudge:
+		case <-nudge:
 			backoff = p.tune.resolveMinPoll
 		case <-timer.C:
 		}
-		waiting, err := p.resolveOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			p.logger.Error(err, "Resolving GPU allocations through the kubelet's PodResources API; will retry",
-				"waiting", waiting, "retryIn", backoff)
-		}
 		wait := p.tune.resolveResync
-		if err != nil || waiting > 0 {
+		if pass(ctx, backoff) {
 			wait = backoff
 			backoff = min(backoff*2, p.tune.resolveMaxPoll)
 		} else {
@@ -199,11 +209,7 @@ func (p *Plugin) deliver(ctx context.Context, a *allocation, e *podEntry, contai
 		logger.Info("Allocation resolved", "slots", a.slots, "waited", time.Since(a.created).Round(time.Millisecond))
 	}
 	p.index.markServed(e.pod.UID, container)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.tune.patchTimeout)
-	defer cancel()
-	if err := p.recordPod(pctx, e.pod.UID); err != nil {
-		logger.Error(err, "Recording the served container in the pod's annotation failed", "annotation", p.opts.Keys.Allocated)
-	}
+	p.records.add(e.pod.UID) // Written by recordLoop: see pendingRecords.
 }
 
 // limitsFor is what container of e gets in allocation a: its assignment's

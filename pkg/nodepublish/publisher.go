@@ -32,6 +32,7 @@ import (
 
 	"github.com/tessera-gpu/tessera/pkg/annotations"
 	"github.com/tessera-gpu/tessera/pkg/config"
+	"github.com/tessera-gpu/tessera/pkg/informerstop"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
 )
 
@@ -162,8 +163,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	factory.Start(ctx.Done())
 	// Deferred calls run last-first: cancel stops the informers, then
-	// Shutdown waits for their goroutines.
-	defer factory.Shutdown()
+	// Shutdown waits for their goroutines (bounded: see informerstop).
+	defer informerstop.Shutdown(logger, "node "+p.opts.NodeName, factory, informerstop.Timeout)
 	defer cancel()
 
 	var wg sync.WaitGroup

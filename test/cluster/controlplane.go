@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -114,7 +116,8 @@ type controlPlane struct {
 	name         string
 	dir          string
 	pki          *clusterPKI
-	processes    []*process // in start order
+	mu           sync.Mutex // guards processes: a server may be restarted while others run
+	processes    []*process // in start order; a restarted server keeps its place
 	etcdURL      string     // etcd's client URL
 	server       string     // kube-apiserver's URL
 	kubeconfig   string     // admin kubeconfig file
@@ -156,8 +159,11 @@ func (cp *controlPlane) run(ctx context.Context, spec componentSpec) ([]int, err
 		if err != nil {
 			return nil, err
 		}
+		cp.mu.Lock()
 		cp.processes = append(cp.processes, p)
+		cp.mu.Unlock()
 		url := spec.probe(ports)
+		p.probeURL, p.probeClient = url, spec.client
 		err = waitReady(ctx, p, spec.client, url, cp.startTimeout)
 		if err == nil {
 			cp.logf("%s: %s ready at %s after %s (log %s)", cp.name, spec.name, url, time.Since(start).Round(time.Millisecond), logPath)
@@ -302,13 +308,18 @@ func (cp *controlPlane) secureComponentArgs(port int) []string {
 
 // stop ends every process, last started first, and waits for each.
 func (cp *controlPlane) stop() {
-	for i := len(cp.processes) - 1; i >= 0; i-- {
-		cp.processes[i].stop(stopGrace)
+	cp.mu.Lock()
+	procs := slices.Clone(cp.processes)
+	cp.mu.Unlock()
+	for _, p := range slices.Backward(procs) {
+		p.stop(stopGrace)
 	}
 }
 
 // alive lists the processes of the control plane still running.
 func (cp *controlPlane) alive() []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
 	var names []string
 	for _, p := range cp.processes {
 		if p.alive() {

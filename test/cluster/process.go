@@ -23,9 +23,15 @@ import (
 type process struct {
 	name    string
 	logPath string
-	pid     int
-	done    chan struct{} // closed once the process has exited and been reaped
-	waitErr error         // why it exited; read only after done is closed
+	bin     string
+	args    []string // the command line, kept so that a restart repeats it
+	// probeURL and probeClient say how the server was found ready; set by
+	// controlPlane.run once it was, and used again by a restart.
+	probeURL    string
+	probeClient *http.Client
+	pid         int
+	done        chan struct{} // closed once the process has exited and been reaped
+	waitErr     error         // why it exited; read only after done is closed
 }
 
 // startProcess starts bin with args, its output appended to logPath.
@@ -57,7 +63,7 @@ func startProcessEnv(name, logPath, bin string, args, env []string) (*process, e
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 
-	p := &process{name: name, logPath: logPath, done: make(chan struct{})}
+	p := &process{name: name, logPath: logPath, bin: bin, args: args, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -20,6 +20,7 @@ import (
 	"github.com/tessera-gpu/tessera/pkg/bindaddr"
 	"github.com/tessera-gpu/tessera/pkg/config"
 	"github.com/tessera-gpu/tessera/pkg/gpu"
+	"github.com/tessera-gpu/tessera/pkg/informerstop"
 	"github.com/tessera-gpu/tessera/pkg/nodepublish"
 	"github.com/tessera-gpu/tessera/pkg/usagereport"
 	"github.com/tessera-gpu/tessera/pkg/vgpu"
@@ -186,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				logger.Info("Pods of the node listed", "node", a.nodeName)
 			}
 			<-gctx.Done()
-			factory.Shutdown()
+			informerstop.Shutdown(logger, "pods of node "+a.nodeName, factory, informerstop.Timeout)
 			return nil
 		})
 	}

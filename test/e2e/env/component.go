@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ func (l *logFiles) close() {
 // context is cancelled.
 type component struct {
 	name   string
+	dump   string // where stop writes every goroutine's stack if the component does not stop
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // why run returned; read after done is closed
@@ -73,7 +75,7 @@ func (e *Env) runComponent(ctx context.Context, name string, run func(ctx contex
 		return nil, err
 	}
 	cctx, cancel := context.WithCancel(logCtx)
-	c := &component{name: name, cancel: cancel, done: make(chan struct{})}
+	c := &component{name: name, dump: e.logs.path(name + "-stuck-goroutines"), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		c.err = run(cctx)
@@ -105,7 +107,13 @@ func (c *component) stop() error {
 	select {
 	case <-c.done:
 	case <-time.After(componentStopTimeout):
-		return fmt.Errorf("%s did not stop within %s", c.name, componentStopTimeout)
+		// The goroutines are shared with every other component, but the
+		// stuck one's stack names its package: what to fix.
+		if f, err := os.Create(c.dump); err == nil {
+			_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+			_ = f.Close()
+		}
+		return fmt.Errorf("%s did not stop within %s (every goroutine's stack: %s)", c.name, componentStopTimeout, c.dump)
 	}
 	if c.err != nil && !errors.Is(c.err, context.Canceled) {
 		return fmt.Errorf("%s: %w", c.name, c.err)

@@ -94,6 +94,8 @@ type Options struct {
 	EstimatorTLS bool
 	// KarmadaSchedulerArgs are extra flags for karmada-scheduler.
 	KarmadaSchedulerArgs []string
+	// KarmadaControllerManagerArgs are extra flags for karmada-controller-manager.
+	KarmadaControllerManagerArgs []string
 	// KarmadaFeatureGates are extra feature gates ("Name=true") for both
 	// karmada-controller-manager (its resource detector interprets
 	// workloads) and karmada-scheduler, for example
@@ -319,7 +321,7 @@ func (e *Env) startKarmada(ctx context.Context) (*cluster.Karmada, error) {
 	start := time.Now()
 	k, err := cluster.StartKarmada(ctx, cluster.KarmadaOptions{
 		Paths:                 e.opts.Paths,
-		ControllerManagerArgs: []string{gates},
+		ControllerManagerArgs: append([]string{gates}, e.opts.KarmadaControllerManagerArgs...),
 		SchedulerArgs:         schedulerArgs,
 		Dir:                   e.dir,
 		KeepDir:               e.opts.KeepDir,

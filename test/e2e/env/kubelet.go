@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tessera-gpu/tessera/pkg/fakekubelet"
+	"github.com/tessera-gpu/tessera/pkg/informerstop"
 )
 
 // ReasonAdmissionFailed is the kubelet's reason for a pod it rejects at
@@ -137,12 +138,15 @@ func (k *simKubelet) run(ctx context.Context) error {
 		return fmt.Errorf("kubelet of %s: watch pods: %w", k.node, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer factory.Shutdown() // after cancel: waits for the informer to stop
+	// After cancel: waits for the informer to stop, as long as a kubelet
+	// would (informerstop: client-go's watch-list back-off ignores the stop).
+	defer informerstop.Shutdown(logger, "pods of node "+k.node, factory, informerstop.Timeout)
 	defer cancel()
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		return fmt.Errorf("kubelet of %s: sync pods: %w", k.node, ctx.Err())
 	}
+	k.forgetGone(ctx, informer.GetStore())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { k.publishSlots(ctx) })
@@ -197,6 +201,12 @@ func (k *simKubelet) admit(ctx context.Context, pod *corev1.Pod, recorder record
 	if !seen {
 		r = &podRecord{}
 		allocs, err := k.devices.AdmitPod(ctx, pod)
+		if err != nil && ctx.Err() != nil {
+			// Stopped mid-admission: AdmitPod released what it took, and
+			// nothing is recorded, so the restarted kubelet admits the
+			// pod afresh, as a real one finds it not started.
+			return
+		}
 		if err != nil {
 			r.rejected = fmt.Sprintf("Allocate failed due to %v, which is unexpected", err)
 			logger.Error(err, "Pod rejected at admission", "pod", klog.KObj(pod))
@@ -262,6 +272,31 @@ func (k *simKubelet) finishDeletion(ctx context.Context, pod *corev1.Pod) {
 	})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		klog.FromContext(ctx).Error(err, "Finishing the deletion of a pod failed; will retry", "pod", klog.KObj(pod))
+	}
+}
+
+// forgetGone releases what the kubelet holds for pods that no longer exist:
+// after a restart, the pods deleted while it was down, whose deletion no
+// watch event told it about. The kubelet's device manager does the same
+// with its checkpoint against the pods it finds.
+func (k *simKubelet) forgetGone(ctx context.Context, store cache.Store) {
+	k.mu.Lock()
+	var gone []types.UID
+	for uid := range k.pods {
+		gone = append(gone, uid)
+	}
+	k.mu.Unlock()
+	present := map[types.UID]bool{}
+	for _, obj := range store.List() {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			present[pod.UID] = true
+		}
+	}
+	for _, uid := range gone {
+		if !present[uid] {
+			k.forget(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid}})
+			klog.FromContext(ctx).Info("Released the devices of a pod deleted while the kubelet was down", "podUID", uid)
+		}
 	}
 }
 

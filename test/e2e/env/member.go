@@ -38,8 +38,9 @@ type Member struct {
 	nodes   []*Node
 	ids     memberIdentities // what its components run as (identity.go)
 
-	extender *component
-	webhook  *component // nil unless compat: hami
+	extender     *component // nil while stopped; guarded by mu once started
+	extenderPort int        // kube-scheduler's configuration names it: a restart listens there again
+	webhook      *component // nil unless compat: hami
 
 	mu             sync.Mutex
 	estimator      *component // nil once stopped
@@ -159,6 +160,7 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 		return m, err
 	}
 
+	m.extenderPort = extenderPort
 	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
 		return m, err
 	}
@@ -200,10 +202,10 @@ func (m *Member) gpuCount() int {
 func (m *Member) stopComponents() []error {
 	var errs []error
 	m.mu.Lock()
-	est := m.estimator
-	m.estimator = nil
+	est, ext := m.estimator, m.extender
+	m.estimator, m.extender = nil, nil
 	m.mu.Unlock()
-	errs = append(errs, est.stop(), m.webhook.stop(), m.extender.stop())
+	errs = append(errs, est.stop(), m.webhook.stop(), ext.stop())
 	for _, n := range m.nodes {
 		errs = append(errs, n.stop()...)
 	}

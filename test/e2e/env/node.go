@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,12 +40,16 @@ const MemberLabel = "e2e.tessera.io/member"
 // simulated kubelet around pkg/fakekubelet.
 type Node struct {
 	name    string
+	member  *Member
+	cfg     config.Config // the node agent's configuration, for a restart
 	gpus    []vgpu.GPU
 	lib     *gpu.MockLibrary
 	devices *fakekubelet.Kubelet
 	kubelet *simKubelet
-	agent   *component
-	pods    *component
+
+	mu    sync.Mutex // guards agent and pods: either may be restarted while the other runs
+	agent *component // nil while stopped
+	pods  *component // the simulated kubelet's loop; nil while stopped
 }
 
 // Name is the Node's name.
@@ -103,7 +108,7 @@ func (e *Env) startNode(ctx context.Context, m *Member, name string, spec NodeSp
 		devices.Stop()
 		return nil, fmt.Errorf("node %s: serve PodResources: %w", name, err)
 	}
-	n := &Node{name: name, lib: lib, devices: devices}
+	n := &Node{name: name, member: m, cfg: cfg, lib: lib, devices: devices}
 	if n.agent, n.gpus, err = e.startAgent(ctx, m, name, cfg, lib); err != nil {
 		return n, err
 	}
@@ -207,7 +212,11 @@ func (e *Env) waitNodePublished(ctx context.Context, m *Member, n *Node, cfg con
 
 // stop stops the kubelet, the agent (its device plugin) and the fake kubelet.
 func (n *Node) stop() []error {
-	errs := []error{n.pods.stop(), n.agent.stop()}
+	n.mu.Lock()
+	pods, agent := n.pods, n.agent
+	n.pods, n.agent = nil, nil
+	n.mu.Unlock()
+	errs := []error{pods.stop(), agent.stop()}
 	if n.devices != nil {
 		n.devices.Stop()
 	}
