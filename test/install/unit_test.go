@@ -17,7 +17,7 @@ func TestParseDenials(t *testing.T) {
 		{name: "namespaced, named group, repeated once",
 			log: "leases.coordination.k8s.io is forbidden: User \"system:serviceaccount:kube-system:s\" cannot create resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"kube-system\"\n" +
 				"leases.coordination.k8s.io is forbidden: User \"system:serviceaccount:kube-system:s\" cannot create resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"kube-system\"",
-			want: []Denial{{User: "system:serviceaccount:kube-system:s", Verb: "create", Resource: "leases", Group: "coordination.k8s.io"}}},
+			want: []Denial{{User: "system:serviceaccount:kube-system:s", Verb: "create", Resource: "leases", Group: "coordination.k8s.io", Namespace: "kube-system"}}},
 		{name: "nothing forbidden", log: "I1207 started\nE1207 connection refused"},
 	}
 	for _, tt := range tests {

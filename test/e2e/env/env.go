@@ -348,7 +348,7 @@ func (e *Env) Stop() {
 			}
 		}
 		e.ids.stop()
-		if err := e.checkRefusals(); err != nil {
+		if err := e.checkRefusals(context.Background()); err != nil {
 			errs = append(errs, err)
 			failTest(e.opts.T, err)
 		}

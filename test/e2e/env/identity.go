@@ -169,7 +169,7 @@ func (ids *identities) config(id *identity, component string) *rest.Config {
 	cfg := install.TokenFileConfig(id.admin, id.tokenFile)
 	cfg.QPS, cfg.Burst = 100, 200
 	cfg.UserAgent = component
-	cfg.Wrap(ids.refusals.wrap(component))
+	cfg.Wrap(ids.refusals.wrap(component, id.admin))
 	return cfg
 }
 
@@ -314,8 +314,10 @@ func (e *Env) Refusals() []string { return e.ids.refusals.lines() }
 // checkRefusals fails the test when the API server refused any Tessera
 // component a request: a permission its code needs and the chart lacks.
 // Each line names the component, the identity, the verb and the resource.
-func (e *Env) checkRefusals() error {
-	lines := e.ids.refusals.lines()
+func (e *Env) checkRefusals(ctx context.Context) error {
+	lines := e.ids.refusals.lasting(ctx, func(line string) {
+		e.logf("environment: refused while its API server was starting (allowed now): %s", line)
+	})
 	e.ids.mu.Lock()
 	logs := slices.Clone(e.ids.processLogs)
 	e.ids.mu.Unlock()

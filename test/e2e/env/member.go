@@ -234,7 +234,7 @@ func (e *Env) startExtender(ctx context.Context, m *Member, port int) (*componen
 	if opts.Kubeconfig, err = e.ids.kubeconfig(m.ids.extender, m.name+"-extender"); err != nil {
 		return nil, err
 	}
-	opts.WrapTransport = e.ids.refusals.wrap(m.name + "-extender")
+	opts.WrapTransport = e.ids.refusals.wrap(m.name+"-extender", m.ids.extender.admin)
 	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
 	opts.HealthBindAddress = fmt.Sprintf("127.0.0.1:%d", healthPort)
 	opts.MetricsBindAddress = "0"

@@ -2,15 +2,19 @@ package env
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -45,7 +49,7 @@ func TestRefusalsRecordForbiddenAnswers(t *testing.T) {
 			defer srv.Close()
 			var r refusals
 			cfg := &rest.Config{Host: srv.URL}
-			cfg.Wrap(r.wrap("member1-agent"))
+			cfg.Wrap(r.wrap("member1-agent", nil))
 			client, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -79,5 +83,78 @@ member2  unreachable  nodes is forbidden: User "system:serviceaccount:karmada-sy
 	want := []string{`tessera fleet: system:serviceaccount:karmada-system:tessera-dashboard may not list nodes (API group "")`}
 	if got := r.lines(); !slices.Equal(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
+	}
+}
+
+// TestRefusalsCheckedAgain: at the end each refusal is asked again of the
+// API server that gave it (a SubjectAccessReview for the same user, verb,
+// resource and namespace). One it allows now was a kube-apiserver starting
+// (its RBAC authorizer not yet loaded) and is only logged; one it still
+// denies, or one whose server is unknown, fails the run.
+func TestRefusalsCheckedAgain(t *testing.T) {
+	const forbiddenLeases = `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,` +
+		`"message":"leases.coordination.k8s.io is forbidden: User \"system:serviceaccount:kube-system:tessera-scheduler\" cannot watch resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"kube-system\""}`
+	const line = `member1-extender: system:serviceaccount:kube-system:tessera-scheduler may not watch leases (API group "coordination.k8s.io")`
+	tests := []struct {
+		name          string
+		allowedNow    bool
+		knownServer   bool
+		wantLasting   []string
+		wantTransient []string
+	}{
+		{name: "allowed now: the server was starting", allowedNow: true, knownServer: true, wantTransient: []string{line}},
+		{name: "still denied", knownServer: true, wantLasting: []string{line}},
+		{name: "server unknown", allowedNow: true, wantLasting: []string{line}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var review authorizationv1.SubjectAccessReview
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/subjectaccessreviews") {
+					// client-go sends built-in kinds as protobuf or JSON.
+					body, err := io.ReadAll(r.Body)
+					if err == nil {
+						_, _, err = scheme.Codecs.UniversalDeserializer().Decode(body, nil, &review)
+					}
+					if err != nil {
+						t.Errorf("decode the review: %v", err)
+					}
+					review.Status.Allowed = tt.allowedNow
+					_ = json.NewEncoder(w).Encode(&review)
+					return
+				}
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, forbiddenLeases)
+			}))
+			defer srv.Close()
+			var r refusals
+			admin := &rest.Config{Host: srv.URL}
+			var server *rest.Config
+			if tt.knownServer {
+				server = admin
+			}
+			cfg := &rest.Config{Host: srv.URL}
+			cfg.Wrap(r.wrap("member1-extender", server))
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.CoordinationV1().Leases("kube-system").Watch(context.Background(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+				t.Fatalf("watch: %v, want forbidden", err)
+			}
+			var transient []string
+			lasting := r.lasting(context.Background(), func(l string) { transient = append(transient, l) })
+			if !slices.Equal(lasting, tt.wantLasting) || !slices.Equal(transient, tt.wantTransient) {
+				t.Errorf("lasting %q, transient %q; want %q, %q", lasting, transient, tt.wantLasting, tt.wantTransient)
+			}
+			if tt.knownServer {
+				a := review.Spec.ResourceAttributes
+				if review.Spec.User != "system:serviceaccount:kube-system:tessera-scheduler" || a == nil ||
+					a.Verb != "watch" || a.Resource != "leases" || a.Group != "coordination.k8s.io" || a.Namespace != "kube-system" {
+					t.Errorf("asked again %+v %+v, want the refused request", review.Spec, a)
+				}
+			}
+		})
 	}
 }
