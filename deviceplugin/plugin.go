@@ -260,8 +260,9 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 	defer stopInformer()
 	defer p.podResources.close()
-	// After the informer synced: restoring needs no pods, but the sweep
-	// that follows must know them all.
+	// After the index synced (startPodInformer waits for its handler, not
+	// only its store): restoring needs no pods, but the sweep that follows
+	// deletes the allocations of every pod the index does not know.
 	if err := p.restoreAllocations(); err != nil {
 		return err
 	}
