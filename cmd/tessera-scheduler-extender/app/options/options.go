@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tessera-gpu/tessera/pkg/command"
 )
 
 // Options are the extender's flags.
@@ -28,6 +30,10 @@ type Options struct {
 	KubeAPIBurst int
 
 	LeaderElection LeaderElection
+
+	// Listen, when set (never by a flag), listens for the servers instead
+	// of net.Listen: see command.Server.Listen.
+	Listen command.ListenFunc
 }
 
 // LeaderElection configures the Lease that makes one replica the binder.
