@@ -266,7 +266,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	if err := p.restoreAllocations(); err != nil {
 		return err
 	}
-	p.sweepRegions()
+	p.sweepRegions(ctx)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { p.sweepPeriodically(ctx) })
@@ -293,15 +293,15 @@ func (p *Plugin) sweepPeriodically(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.sweepRegions()
+			p.sweepRegions(ctx)
 		}
 	}
 }
 
 // sweepRegions removes the allocations and region links of pods that no
 // longer exist.
-func (p *Plugin) sweepRegions() {
-	p.sweepAllocations()
+func (p *Plugin) sweepRegions(ctx context.Context) {
+	p.sweepAllocations(ctx)
 	removed, err := p.regions.sweep(p.index.hasPod)
 	for _, uid := range removed {
 		p.logger.V(2).Info("Removed region directory of a pod that no longer exists", "podUID", uid)
