@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -36,6 +37,11 @@ var (
 	dashboardRules = []rbacv1.PolicyRule{
 		rule("cluster.karmada.io", "clusters", "get", "list"),
 		rule("cluster.karmada.io", "clusters/proxy", "get"),
+	}
+	// In a member: what Karmada's cluster proxy does there as the
+	// dashboard's identity (fleet.Reader lists nodes and pods).
+	dashboardReaderRules = []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"list"}},
 	}
 	estimatorRules = []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"list", "watch"}},
@@ -98,6 +104,12 @@ func TestRBACGrantsOnlyWhatIsUsed(t *testing.T) {
 	}
 	accessRoles, accessBindings := withEstimator(sa("tessera-estimator-reader", "kube-system"))
 	inClusterRoles, inClusterBindings := withEstimator(sa("tessera-estimator", ns))
+	// The dashboard's reader in a member, beside the member's components.
+	readerRoles := maps.Clone(memberSchedulerRoles)
+	readerRoles["ClusterRole/tessera-dashboard-reader"] = dashboardReaderRules
+	readerBindings := maps.Clone(memberSchedulerBindings)
+	readerBindings["ClusterRoleBinding/tessera-dashboard-reader"] = binding{clusterRoleRef("tessera-dashboard-reader"),
+		[]rbacv1.Subject{sa("tessera-dashboard", "karmada-system")}, ""}
 	tests := []struct {
 		name         string
 		values       map[string]any
@@ -118,6 +130,9 @@ func TestRBACGrantsOnlyWhatIsUsed(t *testing.T) {
 			"scheduler": map[string]any{"enabled": false}, "dashboard": map[string]any{"karmadaAccess": map[string]any{"enabled": true}}},
 			wantRoles:    map[string][]rbacv1.PolicyRule{"ClusterRole/tessera-dashboard": dashboardRules},
 			wantBindings: map[string]binding{"ClusterRoleBinding/tessera-dashboard": {clusterRoleRef("tessera-dashboard"), []rbacv1.Subject{sa("tessera-dashboard", ns)}, ""}}},
+		// dashboard.memberAccess: Karmada's cluster proxy lists nodes and pods as the dashboard.
+		{name: "dashboard access in a member", values: map[string]any{"dashboard": map[string]any{"memberAccess": map[string]any{"enabled": true}}},
+			wantRoles: readerRoles, wantBindings: readerBindings},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func fuzzCase(data []byte) ([]DeviceState, PodRequest) {
 
 // FuzzFit: on any tiny node and pod, nothing panics, MaxReplicas equals the
 // brute force, Place succeeds iff a copy fits and then returns a valid
-// placement, and NodeScore agrees.
+// placement, and NodeScore and Check agree.
 func FuzzFit(f *testing.F) {
 	f.Add([]byte{2, 0, 0, 4, 4, 2, 5, 0, 0, 0, 1, 0, 0, 4, 4, 2, 5, 0, 0, 0, 1, 1, 2, 2, 0, 1})
 	f.Add([]byte{3, 1, 1, 2, 2, 1, 1, 5, 6, 4, 0, 0, 4, 4, 2, 1, 0, 0, 0, 2, 2, 3, 1, 1, 1, 3, 2, 2, 0, 2})
@@ -100,6 +100,9 @@ func FuzzFit(f *testing.F) {
 		}
 		p, err := Place(devices, req)
 		var unfit *Unfit
+		if cerr := Check(devices, req); (cerr == nil) != (err == nil) || (err != nil && cerr.Error() != err.Error()) {
+			t.Fatalf("%s: Check = %v, Place = %v", name, cerr, err)
+		}
 		switch {
 		case !valid && (err == nil || errors.As(err, &unfit)):
 			t.Fatalf("%s: Place of an invalid request = %+v, %v", name, p, err)

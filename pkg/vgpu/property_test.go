@@ -207,7 +207,8 @@ func cloneRequest(r PodRequest) PodRequest {
 // small nodes, MaxReplicas equals the exhaustive reference, the exact search
 // agrees with it on every shape (uniform pods included) without running out
 // of budget, Place succeeds iff one copy fits and returns valid placements
-// without touching its input, and NodeScore is 0 iff the pod does not fit.
+// without touching its input, Check answers as Place, and NodeScore is 0 iff
+// the pod does not fit.
 func TestFitMatchesBruteForce(t *testing.T) {
 	cases := 20000
 	if testing.Short() {
@@ -242,6 +243,9 @@ func TestFitMatchesBruteForce(t *testing.T) {
 
 		p, err := Place(devices, req)
 		var unfit *Unfit
+		if cerr := Check(devices, req); (cerr == nil) != (err == nil) || (err != nil && cerr.Error() != err.Error()) {
+			t.Fatalf("%s: Check = %v, Place = %v", name, cerr, err)
+		}
 		switch {
 		case want > 0 && err != nil:
 			t.Fatalf("%s: Place failed although %d copies fit: %v", name, want, err)

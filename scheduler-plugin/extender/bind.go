@@ -44,6 +44,8 @@ func failBind(result string, format string, args ...any) error {
 // take the same capacity; it is released again if the bind fails.
 func (e *Extender) Bind(ctx context.Context, args *extenderv1.ExtenderBindingArgs) *extenderv1.ExtenderBindingResult {
 	start := time.Now()
+	// Whatever happens, the filters waiting for this bind go on.
+	defer e.pending.settle(args.PodUID)
 	err := e.bind(ctx, args)
 	result := BindSucceeded
 	var be *bindError
@@ -91,6 +93,12 @@ func (e *Extender) bind(ctx context.Context, args *extenderv1.ExtenderBindingArg
 		return e.createBinding(ctx, pod, args.Node)
 	}
 	assignment, value, err := e.reserve(pod, req, args.Node)
+	if be := (*bindError)(nil); errors.As(err, &be) && be.result == BindUnfit && e.pending.passed(pod.UID, args.Node) {
+		// The pod's filter passed the node, and a bind since took the room.
+		e.metrics.observeBindConflict()
+	}
+	// Decided: filters waiting for this bind now see its reservation.
+	e.pending.settle(pod.UID)
 	if err != nil {
 		return err
 	}

@@ -164,17 +164,39 @@ func TestBind(t *testing.T) {
 }
 
 func TestBindMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, reg := testMetrics(t)
 	gpus := testGPUs("n", 1, a100, 80*gib, 4)
 	ok, unfit := gpuPod("ok", ctr{"main", 1, 60 * gib, -1}), gpuPod("unfit", ctr{"main", 1, 60 * gib, -1})
 	client := fakeCluster(gpuNode(t, "n", gpus), ok, unfit)
 	e := startExtender(t, t.Context(), client, Options{Metrics: m})
 	e.Bind(t.Context(), bindArgs(ok, "n"))
 	e.Bind(t.Context(), bindArgs(unfit, "n"))
+	checkMetrics(t, reg, map[string]float64{
+		"tessera_extender_binds_total/" + BindSucceeded: 1,
+		"tessera_extender_binds_total/" + BindUnfit:     1,
+		"tessera_extender_binds_total/" + BindAPIError:  0,
+		"tessera_extender_bind_duration_seconds":        2,
+		// Neither pod was filtered: the refusal is no conflict.
+		"tessera_extender_bind_conflicts_total": 0,
+	})
+	eventually(t, "the informer confirms the reservation", func() bool { return e.state.inflightCount() == 0 })
+}
+
+// testMetrics registers the extender's metrics with a registry of their own.
+func testMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
+}
+
+// checkMetrics compares the registry's counters and histogram sample counts,
+// named "metric" or "metric/label value/...", with want.
+func checkMetrics(t *testing.T, reg *prometheus.Registry, want map[string]float64) {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -194,17 +216,11 @@ func TestBindMetrics(t *testing.T) {
 			}
 		}
 	}
-	for key, want := range map[string]float64{
-		"tessera_extender_binds_total/" + BindSucceeded: 1,
-		"tessera_extender_binds_total/" + BindUnfit:     1,
-		"tessera_extender_binds_total/" + BindAPIError:  0,
-		"tessera_extender_bind_duration_seconds":        2,
-	} {
-		if v, ok := got[key]; !ok || v != want {
-			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+	for key, w := range want {
+		if v, ok := got[key]; !ok || v != w {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, w)
 		}
 	}
-	eventually(t, "the informer confirms the reservation", func() bool { return e.state.inflightCount() == 0 })
 }
 
 // A Binding that fails after the annotation was written is rolled back:

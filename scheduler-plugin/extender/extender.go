@@ -15,12 +15,15 @@
 // Assignments it has written but not yet seen come back through the
 // informer are kept in memory (in flight), so that concurrent binds never
 // share capacity; after a restart the state is rebuilt from the pods'
-// annotations, which are written before every binding.
+// annotations, which are written before every binding. A filter call first
+// waits, briefly, for the binds of the pods filtered before it, so that it
+// sees their reservations (pending.go).
 package extender
 
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
@@ -61,6 +64,10 @@ type Options struct {
 	// IsLeader tells whether this replica may bind; nil means always. Only
 	// the leader binds, because the in-flight record lives in its memory.
 	IsLeader func() bool
+	// BindWait bounds how long a filter call waits for the binds of the pods
+	// filtered before it (see pendingBinds); 0 means DefaultBindWait, a
+	// negative value turns the wait off.
+	BindWait time.Duration
 }
 
 // Extender answers kube-scheduler's filter, prioritize and bind calls.
@@ -73,6 +80,8 @@ type Extender struct {
 	isLeader  func() bool
 	podLister corelisters.PodLister
 	state     *registry
+	pending   *pendingBinds
+	bindWait  time.Duration
 	synced    []cache.InformerSynced
 }
 
@@ -91,6 +100,11 @@ func New(opts Options) (*Extender, error) {
 		recorder: opts.Recorder,
 		metrics:  opts.Metrics,
 		isLeader: opts.IsLeader,
+		pending:  newPendingBinds(),
+		bindWait: opts.BindWait,
+	}
+	if e.bindWait == 0 {
+		e.bindWait = DefaultBindWait
 	}
 	if e.recorder == nil {
 		e.recorder = &record.FakeRecorder{} // a nil channel: drops events
@@ -155,6 +169,7 @@ func (e *Extender) onPodDelete(obj any) {
 		return
 	}
 	e.state.deletePod(pod.UID)
+	e.pending.settle(pod.UID)
 	e.metrics.setInflight(e.state.inflightCount())
 }
 

@@ -56,6 +56,13 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	if err != nil {
 		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
 	}
+	// Reads only: the pods filtered before this one reserve in their binds,
+	// and this filter should see what they took.
+	waited := e.pending.await(ctx, pod.UID, time.Now(), e.bindWait)
+	e.metrics.observeBindWait(waited)
+	if waited == WaitCanceled {
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: the call ended while waiting for earlier binds: %v", podRef(pod), context.Cause(ctx))}
+	}
 	result := &extenderv1.ExtenderFilterResult{
 		FailedNodes:                extenderv1.FailedNodesMap{},
 		FailedAndUnresolvableNodes: extenderv1.FailedNodesMap{},
@@ -75,16 +82,25 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 	if !asksForGPUs(req) {
 		return e.finishFilter(args, result, names)
 	}
+	key, err := newRequestKey(req)
+	if err != nil {
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: %v", podRef(pod), err)}
+	}
 	fitErrs := make([]error, len(names))
-	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], pod, req) })
+	states := e.state.getAll(names)
+	parallelize(ctx, len(names), func(i int) { fitErrs[i] = e.fitsNode(names[i], states[i], pod, req, key) })
+	if err := context.Cause(ctx); err != nil {
+		// The workers stop early when the call ends: nodes they skipped
+		// would look as if they passed.
+		return &extenderv1.ExtenderFilterResult{Error: fmt.Sprintf("filter pod %s: the call ended: %v", podRef(pod), err)}
+	}
 	passed := make([]string, 0, len(names))
 	for i, n := range names {
 		err := fitErrs[i]
-		var unfit *vgpu.Unfit
 		switch {
 		case err == nil:
 			passed = append(passed, n)
-		case errors.As(err, &unfit):
+		case isUnfit(err):
 			result.FailedNodes[n] = err.Error()
 		default:
 			result.FailedAndUnresolvableNodes[n] = err.Error()
@@ -95,7 +111,18 @@ func (e *Extender) Filter(ctx context.Context, args *extenderv1.ExtenderArgs) *e
 		logger.V(2).Info("Pod fits no candidate node", "pod", klog.KObj(pod), "nodes", len(names), "reasons", msg)
 		e.recorder.Event(pod, corev1.EventTypeWarning, ReasonUnschedulable, msg)
 	}
+	if len(passed) > 0 {
+		e.pending.expect(pod.UID, passed, time.Now())
+	}
 	return e.finishFilter(args, result, passed)
+}
+
+// isUnfit reports whether err says the pod does not fit (as opposed to a
+// node that cannot be read). A function of its own so that its target
+// escapes to the heap only for nodes that fail, not for every node.
+func isUnfit(err error) bool {
+	var unfit *vgpu.Unfit
+	return errors.As(err, &unfit)
 }
 
 // parallelMin is the candidate count from which filter and prioritize
@@ -116,17 +143,24 @@ func parallelize(ctx context.Context, n int, fn func(i int)) {
 	workqueue.ParallelizeUntil(ctx, workers, n, fn, workqueue.WithChunkSize(16))
 }
 
-// fitsNode runs the fit algorithm on one node's current state.
-func (e *Extender) fitsNode(name string, pod *corev1.Pod, req vgpu.PodRequest) error {
-	view := e.viewFor(name, pod)
+// fitsNode runs the fit algorithm on one node's current state, or recalls
+// its verdict when the node has not changed since the same request was
+// last asked about. s is the node's state, nil when it has none; key is
+// req's.
+func (e *Extender) fitsNode(name string, s *nodeState, pod *corev1.Pod, req vgpu.PodRequest, key requestKey) error {
+	if s == nil {
+		return fmt.Errorf("node %s is not in the extender's cache (yet)", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	view := s.viewExcludingLocked(e.keys, pod.UID)
 	switch {
 	case view.err != nil:
 		return view.err
 	case !view.hasInventory:
 		return fmt.Errorf("node %s publishes no Tessera GPU inventory (annotation %s)", name, e.keys.Inventory)
 	}
-	_, err := vgpu.Place(view.devices, req)
-	return err
+	return s.fitLocked(view, req, key)
 }
 
 // viewFor returns a node's GPU state as seen by a pod: without the pod's own

@@ -22,7 +22,9 @@ func fuzzExtender(f *testing.F) (http.Handler, *corev1.Pod) {
 	pod := gpuPod("p", ctr{"main", 1, 20 * gib, 50})
 	client := fakeCluster(gpuNode(f, "n", gpus), gpuNode(f, "busy", busy), broken, pod,
 		assignedPod(f, "hog", "busy", device(busy[0].UUID, 0, 70*gib, 90)))
-	e := startExtender(f, f.Context(), client, Options{Recorder: &record.FakeRecorder{}})
+	// No filter is followed by its bind here: without the wait, a fuzzed
+	// pod UID does not cost the next input the bind wait.
+	e := startExtender(f, f.Context(), client, Options{Recorder: &record.FakeRecorder{}, BindWait: -1})
 	return e.Handler(), pod
 }
 

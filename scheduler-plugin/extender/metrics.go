@@ -28,6 +28,8 @@ type Metrics struct {
 	bindSeconds       prometheus.Histogram
 	binds             *prometheus.CounterVec
 	inflight          prometheus.Gauge
+	bindConflicts     prometheus.Counter
+	bindWaits         *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (a registry
@@ -60,14 +62,25 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "tessera_extender_inflight_assignments",
 			Help: "Assignments written or being written whose pods the informer has not shown with them yet.",
 		}),
+		bindConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_extender_bind_conflicts_total",
+			Help: "Binds refused as unfit on a node that the pod's own filter had passed: another bind took the room between the two; kube-scheduler retries the pod after its backoff.",
+		}),
+		bindWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_extender_filter_bind_waits_total",
+			Help: "Filter calls that waited for the binds of pods filtered before them, by how the wait ended (arrived, timed_out, canceled).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.filterSeconds, m.prioritizeSeconds, m.bindSeconds, m.binds, m.inflight} {
+	for _, c := range []prometheus.Collector{m.filterSeconds, m.prioritizeSeconds, m.bindSeconds, m.binds, m.inflight, m.bindConflicts, m.bindWaits} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scheduler extender metrics: %w", err)
 		}
 	}
 	for _, r := range []string{BindSucceeded, BindUnfit, BindInvalid, BindAPIError, BindNotLeader} {
 		m.binds.WithLabelValues(r) // every result exists from the start, at 0
+	}
+	for _, r := range []string{WaitArrived, WaitTimedOut, WaitCanceled} {
+		m.bindWaits.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -94,5 +107,19 @@ func (m *Metrics) observeBind(start time.Time, result string) {
 func (m *Metrics) setInflight(n int) {
 	if m != nil {
 		m.inflight.Set(float64(n))
+	}
+}
+
+func (m *Metrics) observeBindConflict() {
+	if m != nil {
+		m.bindConflicts.Inc()
+	}
+}
+
+// observeBindWait counts a filter's wait; result "" (nothing to wait for)
+// is not counted.
+func (m *Metrics) observeBindWait(result string) {
+	if m != nil && result != "" {
+		m.bindWaits.WithLabelValues(result).Inc()
 	}
 }

@@ -45,8 +45,9 @@ type reservation struct {
 }
 
 // nodeView is a node's GPUs as the fit algorithm sees them, plus the slot
-// numbers already taken on each GPU. It is immutable once built, so a
-// caller may keep using it after the node's mutex is released.
+// numbers already taken on each GPU. Apart from its memo of fit verdicts it
+// is immutable once built, so a caller may keep using it after the node's
+// mutex is released.
 type nodeView struct {
 	devices []vgpu.DeviceState
 	// usedSlots maps GPU UUID to the slot numbers assignments hold on it.
@@ -55,6 +56,9 @@ type nodeView struct {
 	err error
 	// hasInventory is false for a node without Tessera GPUs.
 	hasInventory bool
+	// fits remembers the fit verdicts given on this view (memo.go). Only
+	// the node's cached view has one; the node's mutex guards it.
+	fits *fitMemo
 }
 
 func newNodeState(name string) *nodeState {
@@ -209,6 +213,19 @@ func (r *registry) get(name string, create bool) *nodeState {
 		r.nodes[name] = s
 	}
 	return s
+}
+
+// getAll returns the states of the named nodes (nil for a node without
+// one), under one read lock rather than one per node: filter looks up every
+// candidate node on every call.
+func (r *registry) getAll(names []string) []*nodeState {
+	out := make([]*nodeState, len(names))
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for i, n := range names {
+		out[i] = r.nodes[n]
+	}
+	return out
 }
 
 // startBinding marks a pod as being bound; false if it already is.

@@ -125,13 +125,17 @@ func TestFleetPage(t *testing.T) {
 func startDashboard(ctx context.Context, t *testing.T, e *env.Env, bin string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	cmd := exec.CommandContext(ctx, bin, "dashboard", "--kubeconfig", e.Karmada().Kubeconfig(),
+	cmd := exec.CommandContext(ctx, bin, "dashboard", "--kubeconfig", e.DashboardKubeconfig(),
 		"--listen", "127.0.0.1:0", "--refresh", "2s", "--timeout", "5s")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logFile := filepath.Join(e.Dir(), "tessera-dashboard.log")
+	// The environment reads the log for forbidden answers at Stop.
+	logFile, err := e.ProcessLog("tessera-dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
 	log, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)

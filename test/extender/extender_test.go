@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,8 +28,9 @@ import (
 )
 
 const (
-	nodeCount   = 20
+	nodeCount   = 100
 	gpusPerNode = 8
+	podCount    = 1000
 	schedulerID = "tessera-scheduler"
 )
 
@@ -64,10 +66,11 @@ func newPod(name string, containers ...ctr) *corev1.Pod {
 	return pod
 }
 
-// workload is 200 pods that all fit the 160 GPUs (about a third of their
-// memory and cores), in five shapes, plus pods that can never be placed.
+// workload is podCount pods that all fit the nodeCount*gpusPerNode GPUs
+// (about a third of their memory and cores), in five shapes, plus pods that
+// can never be placed.
 func workload() (fit, never []*corev1.Pod) {
-	for i := range 200 {
+	for i := range podCount {
 		name := fmt.Sprintf("job-%03d", i)
 		switch i % 20 {
 		case 0, 1, 2, 3, 4, 5, 6, 7, 8, 9:
@@ -90,7 +93,7 @@ func workload() (fit, never []*corev1.Pod) {
 	return fit, never
 }
 
-// TestExtenderPlacesPodsOnARealCluster: 20 nodes of 8 GPUs, 200 GPU pods
+// TestExtenderPlacesPodsOnARealCluster: 100 nodes of 8 GPUs, 1,000 GPU pods
 // submitted at once to a real kube-scheduler that uses the extender, which
 // is restarted while the pods are being bound. Every pod must be bound with
 // an assignment for its node, no GPU may exceed its memory, cores or slots,
@@ -120,16 +123,18 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 	fit, never := workload()
 	all := append(slices.Clone(fit), never...)
 	// Restart the extender in the middle of the run: as soon as a tenth of
-	// the pods are bound, while binds are in flight. A watch sees the binds
-	// within milliseconds; kube-scheduler binds hundreds of pods a second.
+	// the pods are bound, while binds are in flight and pods are still
+	// being created. A watch sees the binds within milliseconds;
+	// kube-scheduler binds hundreds of pods a second.
 	tenthBound := watchBound(ctx, t, client, len(fit)/10)
 	created := time.Now()
-	createAll(ctx, t, client, all)
+	creating := createInBackground(ctx, client, all)
 	select {
 	case <-tenthBound:
 	case <-time.After(5 * time.Minute):
 		t.Fatalf("fewer than %d pods were bound within 5 minutes", len(fit)/10)
 	}
+	firstMetrics := first.scrape(ctx, t)
 	first.stop(t)
 	boundByFirst := countBound(ctx, t, client)
 	if boundByFirst >= len(fit) {
@@ -138,9 +143,13 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 	t.Logf("extender stopped with %d of %d pods bound; starting a new instance", boundByFirst, len(fit))
 	second := startExtender(ctx, t, m.Kubeconfig(), ports, port, "")
 	defer second.stop(t)
+	for err := range creating {
+		t.Fatal(err)
+	}
 
 	waitBound(ctx, t, client, len(fit), 8*time.Minute, 50*time.Millisecond)
 	t.Logf("all %d pods bound %v after they were created, across one extender restart", len(fit), time.Since(created).Round(10*time.Millisecond))
+	logBindOutcomes(t, len(fit), firstMetrics, second.scrape(ctx, t))
 	pods := listPods(ctx, t, client)
 	checkAssignments(t, pods, gpus)
 	checkNeverFit(ctx, t, client, pods, map[string]string{
@@ -148,7 +157,28 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 		"memory-only":    "without any vGPU",
 		"too-many-cores": "more than 100% per GPU",
 	})
-	admitAll(ctx, t, nodes, pods, arrived)
+	admitAll(ctx, t, client, nodes, pods, arrived)
+}
+
+// logBindOutcomes reports, summed over the extender instances, how binds
+// ended and how often a bind was refused on a node its pod's filter had
+// passed (a conflict: kube-scheduler then retries the pod after a backoff).
+// The first instance is scraped just before its stop, so a bind it answers
+// in between is missing from the sums: the successes counted are compared
+// with the bound pods.
+func logBindOutcomes(t *testing.T, bound int, instances ...map[string]float64) {
+	t.Helper()
+	sum := map[string]float64{}
+	for _, m := range instances {
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	t.Logf("binds: %v succeeded (of %d pods bound), %v unfit, %v not_leader, %v api_error; bind conflicts (tessera_extender_bind_conflicts_total): %v; filters that waited for earlier binds: %v arrived, %v timed out",
+		sum["tessera_extender_binds_total/"+extender.BindSucceeded], bound, sum["tessera_extender_binds_total/"+extender.BindUnfit],
+		sum["tessera_extender_binds_total/"+extender.BindNotLeader], sum["tessera_extender_binds_total/"+extender.BindAPIError],
+		sum["tessera_extender_bind_conflicts_total"],
+		sum["tessera_extender_filter_bind_waits_total/"+extender.WaitArrived], sum["tessera_extender_filter_bind_waits_total/"+extender.WaitTimedOut])
 }
 
 // checkAssignments: every bound pod carries an assignment for its node, no
@@ -237,11 +267,16 @@ func checkNeverFit(ctx context.Context, t *testing.T, client kubernetes.Interfac
 	}
 }
 
-// admitAll plays each node's kubelet: it admits the node's pods in the
-// kubelet's order (creation time, then arrival on the node) through the
-// device plugin and checks that every container gets exactly the GPUs, in
-// order, and the limits its assignment names.
-func admitAll(ctx context.Context, t *testing.T, nodes map[string]*gpuNode, pods []corev1.Pod, arrived *arrivals) {
+// kubeletsAtOnce bounds the simulated kubelets (and device plugins) running
+// at one time (see startKubelet).
+const kubeletsAtOnce = 8
+
+// admitAll plays each node's kubelet: it starts the node's device plugin
+// beside a fake kubelet, admits the node's pods in the kubelet's order
+// (creation time, then arrival on the node) through the device plugin and
+// checks that every container gets exactly the GPUs, in order, and the
+// limits its assignment names.
+func admitAll(ctx context.Context, t *testing.T, client kubernetes.Interface, nodes map[string]*gpuNode, pods []corev1.Pod, arrived *arrivals) {
 	t.Helper()
 	byNode := map[string][]*corev1.Pod{}
 	for i := range pods {
@@ -249,14 +284,24 @@ func admitAll(ctx context.Context, t *testing.T, nodes map[string]*gpuNode, pods
 			byNode[n] = append(byNode[n], &pods[i])
 		}
 	}
+	dir := t.TempDir()
+	sem := make(chan struct{}, kubeletsAtOnce)
 	var wg sync.WaitGroup
 	for name, nodePods := range byNode {
 		slices.SortFunc(nodePods, func(a, b *corev1.Pod) int {
 			return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(arrived.of(a.Name), arrived.of(b.Name)))
 		})
 		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			kubelet, stop, err := startKubelet(ctx, client, nodes[name], filepath.Join(dir, name))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer stop()
 			for _, pod := range nodePods {
-				allocs, err := nodes[name].kubelet.AdmitPod(ctx, pod)
+				allocs, err := kubelet.AdmitPod(ctx, pod)
 				if err != nil {
 					t.Errorf("node %s: %v", name, err)
 					continue

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/tessera-gpu/tessera/cmd/tessera-scheduler-extender/app"
@@ -89,8 +92,9 @@ func schedulerConfig(t *testing.T, port int) string {
 
 // runningExtender is one instance of the extender command, in process.
 type runningExtender struct {
-	cancel context.CancelFunc
-	done   chan error
+	cancel  context.CancelFunc
+	done    chan error
+	metrics string // the /metrics URL
 }
 
 // startExtender runs the extender as its main would, with leader election
@@ -103,7 +107,11 @@ func startExtender(ctx context.Context, t *testing.T, kubeconfig string, ports *
 	opts.Kubeconfig = kubeconfig
 	opts.ConfigFile = configFile
 	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
-	opts.MetricsBindAddress, opts.HealthBindAddress = "0", "0"
+	metricsAddr, err := ports.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MetricsBindAddress, opts.HealthBindAddress = metricsAddr, "0"
 	opts.LeaderElection.LeaseDuration = 4 * time.Second
 	opts.LeaderElection.RenewDeadline = 3 * time.Second
 	opts.LeaderElection.RetryPeriod = 500 * time.Millisecond
@@ -111,7 +119,7 @@ func startExtender(ctx context.Context, t *testing.T, kubeconfig string, ports *
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &runningExtender{cancel: cancel, done: make(chan error, 1)}
+	r := &runningExtender{cancel: cancel, done: make(chan error, 1), metrics: "http://" + opts.MetricsBindAddress + "/metrics"}
 	go func() { r.done <- app.Run(ctx, opts) }()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -134,6 +142,40 @@ func startExtender(ctx context.Context, t *testing.T, kubeconfig string, ports *
 	}
 }
 
+// scrape reads the instance's counters from its /metrics, keyed
+// "name/label value/...".
+func (r *runningExtender) scrape(ctx context.Context, t *testing.T) map[string]float64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.metrics, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("scrape the extender: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse the extender's metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetCounter() == nil {
+				continue
+			}
+			key := name
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			out[key] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
 // stop ends the instance gracefully (in-flight calls finish, the lease is
 // released) and waits for it.
 func (r *runningExtender) stop(t *testing.T) {
@@ -144,12 +186,10 @@ func (r *runningExtender) stop(t *testing.T) {
 	}
 }
 
-// gpuNode is one simulated node: its GPUs, the device plugin and a fake
-// kubelet that admits pods through it.
+// gpuNode is one simulated node: its GPUs, published on its Node.
 type gpuNode struct {
-	name    string
-	gpus    []vgpu.GPU
-	kubelet *fakekubelet.Kubelet
+	name string
+	gpus []vgpu.GPU
 }
 
 // staticGPUs is a DeviceSource whose GPUs never change health.
@@ -159,8 +199,7 @@ func (s staticGPUs) GPUs() []vgpu.GPU                     { return slices.Clone(
 func (s staticGPUs) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
 
 // addGPUNode creates a Node as the node agent publishes it (the inventory
-// annotation, vgpu slots, memory and cores in capacity and allocatable),
-// and starts the node's device plugin beside a fake kubelet.
+// annotation, vgpu slots, memory and cores in capacity and allocatable).
 func addGPUNode(ctx context.Context, t *testing.T, client kubernetes.Interface, name string, nGPUs int) *gpuNode {
 	t.Helper()
 	n := &gpuNode{name: name}
@@ -186,51 +225,73 @@ func addGPUNode(ctx context.Context, t *testing.T, client kubernetes.Interface, 
 	if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("publish inventory of %s: %v", name, err)
 	}
+	return n
+}
 
-	dir := filepath.Join(t.TempDir(), "dp")
-	state := filepath.Join(t.TempDir(), "state")
-	for _, d := range []string{dir, state} {
+// startKubelet starts the node's device plugin beside a fake kubelet in dir
+// (an empty directory) and waits until the kubelet sees every slot. stop
+// ends both. It only reports errors, so that it may run off the test's
+// goroutine.
+//
+// Kubelets are started when their pods are admitted, a few at a time,
+// rather than for the whole run: every device plugin holds an inotify
+// instance, of which a user has 128 on a stock kernel, shared with every
+// other test running on the machine.
+func startKubelet(ctx context.Context, client kubernetes.Interface, n *gpuNode, dir string) (kubelet *fakekubelet.Kubelet, stop func(), err error) {
+	dpDir, state := filepath.Join(dir, "dp"), filepath.Join(dir, "state")
+	for _, d := range []string{dpDir, state} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 	}
-	if n.kubelet, err = fakekubelet.Start(dir, resources.VGPU); err != nil {
-		t.Fatal(err)
+	if kubelet, err = fakekubelet.Start(dpDir, resources.VGPU); err != nil {
+		return nil, nil, fmt.Errorf("node %s: start the kubelet: %w", n.name, err)
 	}
-	t.Cleanup(n.kubelet.Stop)
-	podResources := filepath.Join(dir, "pr.sock")
-	if err := n.kubelet.ServePodResources(podResources); err != nil {
-		t.Fatal(err)
+	podResources := filepath.Join(dpDir, "pr.sock")
+	if err := kubelet.ServePodResources(podResources); err != nil {
+		kubelet.Stop()
+		return nil, nil, fmt.Errorf("node %s: serve PodResources: %w", n.name, err)
 	}
 	plugin, err := deviceplugin.New(deviceplugin.Options{
-		ResourceName: resources.VGPU, NodeName: name, DevicePluginDir: dir, StateDir: state,
+		ResourceName: resources.VGPU, NodeName: n.name, DevicePluginDir: dpDir, StateDir: state,
 		HookLibrary: "/usr/local/tessera/lib/libtessera-hook.so", Keys: keys, PodResourcesSocket: podResources,
 	}, staticGPUs(n.gpus), client, &record.FakeRecorder{})
 	if err != nil {
-		t.Fatal(err)
+		kubelet.Stop()
+		return nil, nil, fmt.Errorf("node %s: %w", n.name, err)
 	}
 	pluginCtx, stopPlugin := context.WithCancel(ctx)
-	pluginDone := make(chan struct{})
-	go func() {
-		defer close(pluginDone)
-		if err := plugin.Run(pluginCtx); err != nil {
-			t.Errorf("device plugin of %s: %v", name, err)
+	pluginDone := make(chan error, 1)
+	go func() { pluginDone <- plugin.Run(pluginCtx) }()
+	stop = func() {
+		stopPlugin()
+		if err := <-pluginDone; err != nil {
+			klog.ErrorS(err, "Device plugin failed", "node", n.name)
 		}
-	}()
-	t.Cleanup(func() { stopPlugin(); <-pluginDone })
+		kubelet.Stop()
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := n.kubelet.WaitForDevices(waitCtx, func(d []*pluginapi.Device) bool { return len(d) == nGPUs*10 }); err != nil {
-		t.Fatalf("node %s: %v", name, err)
+	if err := kubelet.WaitForDevices(waitCtx, func(d []*pluginapi.Device) bool { return len(d) == len(n.gpus)*10 }); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("node %s: %w", n.name, err)
 	}
-	return n
+	return kubelet, stop, nil
 }
 
 func createAll(ctx context.Context, t *testing.T, client kubernetes.Interface, pods []*corev1.Pod) {
 	t.Helper()
-	var wg sync.WaitGroup
+	for err := range createInBackground(ctx, client, pods) {
+		t.Fatal(err)
+	}
+}
+
+// createInBackground creates the pods, 20 at a time, and returns their
+// errors on a channel that is closed once every create has returned.
+func createInBackground(ctx context.Context, client kubernetes.Interface, pods []*corev1.Pod) <-chan error {
 	errs := make(chan error, len(pods))
 	sem := make(chan struct{}, 20)
+	var wg sync.WaitGroup
 	for _, p := range pods {
 		wg.Go(func() {
 			sem <- struct{}{}
@@ -240,11 +301,11 @@ func createAll(ctx context.Context, t *testing.T, client kubernetes.Interface, p
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	go func() {
+		wg.Wait()
+		close(errs)
+	}()
+	return errs
 }
 
 // watchBound returns a channel closed once want pods have been bound. It

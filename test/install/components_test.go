@@ -48,11 +48,13 @@ func newNodeDirs(dir string) nodeDirs {
 }
 
 // memberRelease is the member's install: the chart's defaults, the
-// estimator's read access (the example file), mock GPUs (config.node.gpuBackend
-// "mock", for trials without GPUs) and the node's host paths.
+// estimator's read access (the example file), Karmada's proxy's for the
+// dashboard's identity (dashboard.memberAccess), mock GPUs
+// (config.node.gpuBackend "mock", for trials without GPUs) and the node's
+// host paths.
 func memberRelease(d nodeDirs) install.Release {
 	return install.Release{Namespace: "kube-system", ValuesFiles: []string{"examples/member-estimator-access.yaml"},
-		Values: map[string]any{"config": map[string]any{"node": map[string]any{
+		Values: map[string]any{"dashboard": map[string]any{"memberAccess": map[string]any{"enabled": true}}, "config": map[string]any{"node": map[string]any{
 			"gpuBackend":         "mock",
 			"mock":               map[string]any{"gpus": []any{map[string]any{"model": "A100-SXM4-40GB", "count": 2}}},
 			"devicePluginDir":    d.devicePlugins,
@@ -204,24 +206,6 @@ func storeKubeconfig(ctx context.Context, t *testing.T, s *servers, name, path s
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "karmada-system"}, Data: map[string][]byte{"kubeconfig": data}}
 	if _, err := s.karmada.Client().CoreV1().Secrets("karmada-system").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// dashboardReader lets Karmada's cluster proxy read the member as the
-// dashboard's identity (docs/operations.md, "The fleet page", step 2).
-func dashboardReader(ctx context.Context, t *testing.T, s *servers) {
-	t.Helper()
-	rbac := s.member.Client().RbacV1()
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "tessera-dashboard-reader"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"list"}}}}
-	if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tessera-dashboard-reader"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: install.Identity("karmada-system", "tessera-dashboard")}}}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

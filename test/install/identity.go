@@ -28,17 +28,11 @@ func Identity(namespace, name string) string {
 // at path that holds that token and nothing of admin's credentials. The
 // ServiceAccount must exist: the chart creates it.
 func ServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, namespace, name, path string) error {
-	client, err := kubernetes.NewForConfig(admin)
+	token, _, err := ServiceAccountToken(ctx, admin, namespace, name, tokenLifetime)
 	if err != nil {
-		return fmt.Errorf("token of %s: %w", Identity(namespace, name), err)
+		return err
 	}
-	tr, err := client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(tokenLifetime.Seconds()))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("request a token of %s: %w", Identity(namespace, name), err)
-	}
-	data, err := TokenKubeconfig(admin.Host, admin.CAData, tr.Status.Token)
+	data, err := TokenKubeconfig(admin.Host, admin.CAData, token)
 	if err != nil {
 		return fmt.Errorf("kubeconfig of %s: %w", Identity(namespace, name), err)
 	}
@@ -48,11 +42,58 @@ func ServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, namespace
 	return nil
 }
 
+// ServiceAccountToken asks the API server of admin (as admin) for a token
+// of the ServiceAccount namespace/name that lives for lifetime, and says
+// when it expires. An API server may cut a lifetime short
+// (--service-account-max-token-expiration): the error says so when it
+// did, rather than leave a component to lose its identity halfway.
+func ServiceAccountToken(ctx context.Context, admin *rest.Config, namespace, name string, lifetime time.Duration) (string, time.Time, error) {
+	client, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("token of %s: %w", Identity(namespace, name), err)
+	}
+	asked := time.Now()
+	tr, err := client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(lifetime.Seconds()))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("request a token of %s: %w", Identity(namespace, name), err)
+	}
+	expires := tr.Status.ExpirationTimestamp.Time
+	// A minute of slack: the server counts from its own clock.
+	if expires.Before(asked.Add(lifetime - time.Minute)) {
+		return "", time.Time{}, fmt.Errorf("token of %s: asked for %s, the API server gave one that expires at %s",
+			Identity(namespace, name), lifetime, expires.Format(time.RFC3339))
+	}
+	return tr.Status.Token, expires, nil
+}
+
+// TokenFileConfig is a client configuration for the API server of admin
+// that authenticates with the token in tokenFile alone (admin's address
+// and CA, none of its credentials); client-go reads the file again every
+// minute, so a renewed token reaches running clients.
+func TokenFileConfig(admin *rest.Config, tokenFile string) *rest.Config {
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerTokenFile = tokenFile
+	return cfg
+}
+
 // TokenKubeconfig is a kubeconfig for server with a bearer token.
 func TokenKubeconfig(server string, caData []byte, token string) ([]byte, error) {
+	return kubeconfig(server, caData, &clientcmdapi.AuthInfo{Token: token})
+}
+
+// TokenFileKubeconfig is a kubeconfig for server whose bearer token is
+// read from tokenFile, which client-go reads again every minute: a token
+// renewed in that file reaches a running client.
+func TokenFileKubeconfig(server string, caData []byte, tokenFile string) ([]byte, error) {
+	return kubeconfig(server, caData, &clientcmdapi.AuthInfo{TokenFile: tokenFile})
+}
+
+func kubeconfig(server string, caData []byte, user *clientcmdapi.AuthInfo) ([]byte, error) {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["cluster"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData}
-	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.AuthInfos["user"] = user
 	cfg.Contexts["default"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "user"}
 	cfg.CurrentContext = "default"
 	return clientcmd.Write(*cfg)

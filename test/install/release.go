@@ -9,7 +9,9 @@
 //     what each apply did, and uninstalls what a release created;
 //   - ServiceAccountKubeconfig writes a kubeconfig holding a TokenRequest
 //     token of a ServiceAccount, so that a component runs as the chart's
-//     own identity, never as admin;
+//     own identity, never as admin (ServiceAccountToken, TokenFileConfig
+//     and TokenFileKubeconfig do the same for the e2e environment's
+//     in-process components, with a token file it renews);
 //   - Containers reads each workload's command, arguments, environment and
 //     volumes, and Launch runs one container as a local process with the
 //     loopback overrides of Overrides and nothing else changed;

@@ -38,7 +38,6 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	d := newNodeDirs(dir)
 	memberObjs := installRelease(ctx, t, member, memberRelease(d))
 	readerAccess(ctx, t, s, dir)
-	dashboardReader(ctx, t, s)
 	karmadaObjs := installRelease(ctx, t, karmada, karmadaRelease())
 	dashKubeconfig := filepath.Join(dir, "tessera-dashboard.kubeconfig")
 	if err := install.ServiceAccountKubeconfig(ctx, s.karmada.RESTConfig(), "karmada-system", "tessera-dashboard", dashKubeconfig); err != nil {

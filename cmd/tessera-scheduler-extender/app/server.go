@@ -73,6 +73,7 @@ func Run(ctx context.Context, opts *options.Options) error {
 	}
 	restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	restCfg.UserAgent = Component
+	restCfg.Wrap(opts.WrapTransport)
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("create API client: %w", err)
@@ -102,8 +103,13 @@ func Run(ctx context.Context, opts *options.Options) error {
 	var leading atomic.Bool
 	leading.Store(!opts.LeaderElection.Enabled)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(dropManagedFields))
+	bindWait := opts.FilterBindWait
+	if bindWait == 0 {
+		bindWait = -1 // off; the library's 0 means its default
+	}
 	ext, err := extender.New(extender.Options{
 		Client: client, Informers: factory, Config: cfg, Recorder: recorder, Metrics: metrics, IsLeader: leading.Load,
+		BindWait: bindWait,
 	})
 	if err != nil {
 		return err

@@ -34,14 +34,19 @@ func BuildCLI(ctx context.Context, dir string) (string, error) {
 }
 
 // RunCLI runs the tessera binary bin against the environment's Karmada API
-// server with the admin kubeconfig and returns its standard output; an
-// exit other than 0 is an error carrying its standard error.
+// server as the chart's dashboard identity (DashboardKubeconfig), as a
+// person with that read-only kubeconfig would, and returns its standard
+// output; an exit other than 0 is an error carrying its standard error.
+// A forbidden answer it prints (a member it could not read through
+// Karmada's proxy) is recorded and fails the test at Stop.
 func (e *Env) RunCLI(ctx context.Context, bin string, args ...string) ([]byte, error) {
-	full := append([]string{"--kubeconfig", e.karmada.Kubeconfig()}, args...)
+	full := append([]string{"--kubeconfig", e.dashboardKubeconfig}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	e.ids.refusals.addText("tessera "+strings.Join(args, " "), stdout.String()+"\n"+stderr.String())
+	if err != nil {
 		return stdout.Bytes(), fmt.Errorf("tessera %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil

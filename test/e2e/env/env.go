@@ -13,6 +13,10 @@
 //     plugin, node publisher) and a simulated kubelet that admits the node's
 //     pods through the device plugin and reports them Running.
 //
+// Each Tessera component runs as the chart's ServiceAccount for it, never
+// as admin, and a request the API server refuses it fails the test at Stop
+// (identity.go, refusals.go).
+//
 // Every server listens on 127.0.0.1 or on a unix socket in the environment's
 // directory. Each in-process component runs in its own goroutines with its
 // own context and writes its log to its own file there; Stop keeps the
@@ -137,11 +141,14 @@ type Env struct {
 	karmada  *cluster.Karmada
 	members  []*Member
 	tls      *cluster.EstimatorTLS // nil: the estimators serve plain gRPC
+	ids      *identities           // the components' ServiceAccounts (identity.go)
 	logf     func(format string, args ...any)
 	started  time.Time
 	failed   bool // starting failed: keep everything
 	stopOnce sync.Once
 	stopErr  error // what did not stop cleanly; set by Stop
+
+	dashboardKubeconfig string // the fleet CLI's and page's (identity.go)
 }
 
 // Start builds the environment and returns once every member is joined to
@@ -200,6 +207,7 @@ func newEnv(opts Options) (*Env, error) {
 	if e.logf == nil {
 		e.logf = logfFor(opts.T)
 	}
+	e.ids = newIdentities(filepath.Join(dir, "identities"), e.logf)
 	return e, nil
 }
 
@@ -269,6 +277,9 @@ func (e *Env) start(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if err := e.installDashboard(ctx); err != nil {
+		return err
+	}
 	for _, m := range e.members {
 		if err := e.join(ctx, m); err != nil {
 			return err
@@ -334,6 +345,11 @@ func (e *Env) Stop() {
 				errs = append(errs, m.stopComponents()...)
 			}
 		}
+		e.ids.stop()
+		if err := e.checkRefusals(); err != nil {
+			errs = append(errs, err)
+			failTest(e.opts.T, err)
+		}
 		for _, err := range errs {
 			e.logf("environment: %v", err)
 		}
@@ -360,7 +376,8 @@ func (e *Env) Stop() {
 }
 
 // StopErr says which in-process components failed or did not stop in
-// time during Stop; nil after a clean teardown (and before Stop).
+// time during Stop, and which were forbidden a request; nil after a clean
+// teardown (and before Stop).
 func (e *Env) StopErr() error { return e.stopErr }
 
 func (e *Env) keep() bool {
@@ -402,6 +419,13 @@ func (e *Env) memberNames() []string {
 		names = append(names, m.name)
 	}
 	return names
+}
+
+// failTest fails t when it can (a *testing.T can; cluster.TB need not).
+func failTest(t cluster.TB, err error) {
+	if f, ok := t.(interface{ Errorf(string, ...any) }); ok {
+		f.Errorf("%v", err)
+	}
 }
 
 // logfFor logs progress to the test when there is one, else to klog.

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/tessera-gpu/tessera/pkg/fleet"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/estimator/server"
@@ -36,9 +37,10 @@ const (
 // startEstimator runs Tessera's estimator server for the member in process,
 // on 127.0.0.1 and a port of its own, and returns once it is serving.
 func (e *Env) startEstimator(ctx context.Context, m *Member) error {
-	cfg, kube, err := componentClient(m, "tessera-estimator")
+	cfg := e.ids.config(m.ids.estimator, m.name+"-estimator")
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("estimator of %s: client: %w", m.name, err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {

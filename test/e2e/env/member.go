@@ -35,6 +35,7 @@ type Member struct {
 	name    string
 	cluster *cluster.Member
 	nodes   []*Node
+	ids     memberIdentities // what its components run as (identity.go)
 
 	extender *component
 	webhook  *component // nil unless compat: hami
@@ -157,6 +158,9 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 		return m, errors.Join(err, ports.Close())
 	}
 	e.logf("%s: servers ready after %s", spec.Name, time.Since(start).Round(time.Millisecond))
+	if err := e.installMember(ctx, m); err != nil {
+		return m, errors.Join(err, ports.Close())
+	}
 
 	if m.extender, err = e.startExtender(ctx, m, ports, extenderAddr); err != nil {
 		return m, err
@@ -230,7 +234,10 @@ func (e *Env) startExtender(ctx context.Context, m *Member, ports *cluster.HeldP
 	}
 	opts := extenderoptions.New()
 	opts.ConfigFile = configFile
-	opts.Kubeconfig = m.cluster.Kubeconfig()
+	if opts.Kubeconfig, err = e.ids.kubeconfig(m.ids.extender, m.name+"-extender"); err != nil {
+		return nil, errors.Join(err, ports.Close())
+	}
+	opts.WrapTransport = e.ids.refusals.wrap(m.name + "-extender")
 	opts.BindAddress = addr
 	opts.HealthBindAddress = healthAddr
 	opts.MetricsBindAddress = "0"
@@ -346,8 +353,11 @@ func withExtenderAddress(config, addr string) (string, error) {
 	return strings.Replace(config, shippedExtenderURL, "urlPrefix: http://"+addr, 1), nil
 }
 
-// componentClient is a client of the member's API server of its own, with
-// rate limits loose enough for a test and a user agent naming the component.
+// componentClient is an admin client of the member's API server of its
+// own, with rate limits loose enough for a test and a user agent naming
+// the component: for the roles the environment plays itself (the
+// simulated kubelet). Tessera's components get their ServiceAccount's
+// client instead (identity.go).
 func componentClient(m *Member, userAgent string) (*rest.Config, kubernetes.Interface, error) {
 	cfg := m.cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 100, 200

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	agentapp "github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app"
 	agentoptions "github.com/tessera-gpu/tessera/cmd/tessera-node-agent/app/options"
@@ -124,9 +125,9 @@ func (e *Env) startNode(ctx context.Context, m *Member, name string, spec NodeSp
 // startAgent runs the node agent (the same Agent as tessera-node-agent)
 // and returns the GPUs it discovered.
 func (e *Env) startAgent(ctx context.Context, m *Member, name string, cfg config.Config, lib *gpu.MockLibrary) (*component, []vgpu.GPU, error) {
-	_, client, err := componentClient(m, agentapp.Component+"/"+name)
+	client, err := kubernetes.NewForConfig(e.ids.config(m.ids.agent, name+"-agent"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("node agent of %s: client: %w", name, err)
 	}
 	opts := agentoptions.New()
 	opts.NodeName = name

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/transport"
 
 	"github.com/tessera-gpu/tessera/pkg/command"
+	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
 )
 
 // Options are the extender's flags.
@@ -29,8 +31,16 @@ type Options struct {
 	KubeAPIQPS   float32
 	KubeAPIBurst int
 
+	// FilterBindWait bounds how long a filter call waits for the binds of
+	// the pods filtered before it; 0 turns the wait off.
+	FilterBindWait time.Duration
+
 	LeaderElection LeaderElection
 
+	// WrapTransport, when set, wraps the API client's transport; not a
+	// flag: the end-to-end environment records the API server's refusals
+	// through it, as it does for the components it builds clients for.
+	WrapTransport transport.WrapperFunc
 	// Listen, when set (never by a flag), listens for the servers instead
 	// of net.Listen: see command.Server.Listen.
 	Listen command.ListenFunc
@@ -57,8 +67,9 @@ func New() *Options {
 		// Every bind is two writes (annotation patch, Binding) and an event;
 		// 150 pods a second need about 450 writes a second. The API
 		// server's priority and fairness still protects it.
-		KubeAPIQPS:   500,
-		KubeAPIBurst: 1000,
+		KubeAPIQPS:     500,
+		KubeAPIBurst:   1000,
+		FilterBindWait: extender.DefaultBindWait,
 		LeaderElection: LeaderElection{
 			Enabled:           true,
 			LeaseDuration:     15 * time.Second,
@@ -79,6 +90,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthBindAddress, "health-probe-bind-address", o.HealthBindAddress, "host:port serving /healthz and /readyz (ready once caches are synced and this replica leads); \"0\" disables it.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
+	fs.DurationVar(&o.FilterBindWait, "filter-bind-wait", o.FilterBindWait, "How long a filter call waits, at most, for the binds of the pods kube-scheduler filtered before it, so that it sees what they took; 0 turns the wait off.")
 	le := &o.LeaderElection
 	fs.BoolVar(&le.Enabled, "leader-elect", le.Enabled, "Elect a leader with a Lease before binding; required with more than one replica.")
 	fs.DurationVar(&le.LeaseDuration, "leader-elect-lease-duration", le.LeaseDuration, "How long a non-leader waits after the last renewal before taking the lease.")
@@ -102,6 +114,9 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	if o.FilterBindWait < 0 || o.FilterBindWait > extender.MaxBindWait {
+		errs = append(errs, fmt.Errorf("--filter-bind-wait %v must be between 0 and %v", o.FilterBindWait, extender.MaxBindWait))
 	}
 	le := o.LeaderElection
 	if le.Enabled {

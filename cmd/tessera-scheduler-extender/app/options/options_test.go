@@ -22,6 +22,9 @@ func TestValidate(t *testing.T) {
 		{name: "lease shorter than renew", args: []string{"--leader-elect-lease-duration=5s"}, wantErr: "must be longer than --leader-elect-renew-deadline"},
 		{name: "renew shorter than retry", args: []string{"--leader-elect-retry-period=11s"}, wantErr: "must be longer than --leader-elect-retry-period"},
 		{name: "no lease name", args: []string{"--leader-elect-resource-name="}, wantErr: "--leader-elect-resource-name"},
+		{name: "filter bind wait off", args: []string{"--filter-bind-wait=0"}},
+		{name: "negative filter bind wait", args: []string{"--filter-bind-wait=-1s"}, wantErr: "--filter-bind-wait"},
+		{name: "filter bind wait past the scheduler's timeout", args: []string{"--filter-bind-wait=20s"}, wantErr: "--filter-bind-wait"},
 		{name: "lease checks are off without election", args: []string{"--leader-elect=false", "--leader-elect-resource-name="}},
 	}
 	for _, tc := range tests {

@@ -48,3 +48,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tessera.configDir" -}}
 /etc/tessera
 {{- end -}}
+
+{{/*
+RBAC subjects of a memberAccess value; pass (dict "subjects" .x.memberAccess.subjects "value" "x.memberAccess").
+A ServiceAccount needs its namespace; any other kind is an RBAC user or group.
+*/}}
+{{- define "tessera.subjects" -}}
+{{- if not .subjects }}
+{{- fail (printf "%s.enabled needs %s.subjects" .value .value) }}
+{{- end }}
+{{- $value := .value }}
+{{- range .subjects }}
+- kind: {{ .kind }}
+  name: {{ .name }}
+  {{- if eq .kind "ServiceAccount" }}
+  namespace: {{ required (printf "%s.subjects: a ServiceAccount needs a namespace" $value) (get . "namespace") }}
+  {{- else }}
+  apiGroup: rbac.authorization.k8s.io
+  {{- end }}
+{{- end }}
+{{- end -}}
