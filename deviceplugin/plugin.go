@@ -263,12 +263,13 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 	defer stopInformer()
 	defer p.podResources.close()
-	// After the informer synced: restoring needs no pods, but the sweep
-	// that follows must know them all.
+	// After the index synced (startPodInformer waits for its handler, not
+	// only its store): restoring needs no pods, but the sweep that follows
+	// deletes the allocations of every pod the index does not know.
 	if err := p.restoreAllocations(ctx); err != nil {
 		return err
 	}
-	p.sweepRegions()
+	p.sweepRegions(ctx)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { p.sweepPeriodically(ctx) })
@@ -296,15 +297,15 @@ func (p *Plugin) sweepPeriodically(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.sweepRegions()
+			p.sweepRegions(ctx)
 		}
 	}
 }
 
 // sweepRegions removes the allocations and region links of pods that no
 // longer exist.
-func (p *Plugin) sweepRegions() {
-	p.sweepAllocations()
+func (p *Plugin) sweepRegions(ctx context.Context) {
+	p.sweepAllocations(ctx)
 	removed, err := p.regions.sweep(p.index.hasPod)
 	for _, uid := range removed {
 		p.logger.V(2).Info("Removed region directory of a pod that no longer exists", "podUID", uid)

@@ -9,7 +9,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 )
 
@@ -64,6 +66,9 @@ type kubeletContainer struct {
 	devices                   []string
 }
 
+// listAttempts bounds the Lists of one list call that fail Unavailable.
+const listAttempts = 3
+
 // list returns every container of every pod the kubelet lists. List is the
 // call every kubelet since 1.20 serves (Get needs a feature gate), and one
 // List answers for every allocation in flight at once.
@@ -72,7 +77,18 @@ func (c *podResourcesClient) list(ctx context.Context, resource string) ([]kubel
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.List(ctx, &podresourcesapi.ListPodResourcesRequest{}, grpc.WaitForReady(true))
+	// A call sent on a connection the kubelet closed (it restarted) fails
+	// with Unavailable at once: WaitForReady only holds calls not sent yet.
+	// Asked again, the call waits for the new connection. Without this the
+	// first List after a kubelet restart failed, and GetPreferredAllocation
+	// fell back to preferring by age (a guess the resolver then refuses).
+	var resp *podresourcesapi.ListPodResourcesResponse
+	for try := 1; ; try++ {
+		resp, err = client.List(ctx, &podresourcesapi.ListPodResourcesRequest{}, grpc.WaitForReady(true))
+		if err == nil || status.Code(err) != codes.Unavailable || try == listAttempts || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list pod resources from the kubelet at %s: %w", c.socket, err)
 	}

@@ -92,3 +92,52 @@ func TestServerStartShutdown(t *testing.T) {
 	default:
 	}
 }
+
+// A server given Listen serves what it returns: the port its embedder bound
+// before naming it to a peer, which a fresh listen on Addr would find taken.
+func TestServerServesTheListenerItIsHanded(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	addr := held.Addr().String()
+	handOver := func(_ context.Context, network, address string) (net.Listener, error) {
+		if network != "tcp" || address != addr {
+			return nil, errors.New("not held: " + network + " " + address)
+		}
+		return held, nil
+	}
+	errc := make(chan error, 1)
+	tests := []struct {
+		name, addr, wantErr string
+	}{
+		{"held address", addr, ""},
+		{"other address", "127.0.0.1:1", "not held: tcp 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Server{Name: "handed", Addr: tt.addr, Listen: handOver,
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })}
+			err := s.Start(t.Context(), errc)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), "listen for handed") || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Start = %v, want an error naming the server and %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer Shutdown(klog.Background(), time.Second, []*Server{s})
+			resp, err := http.Get("http://" + addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTeapot || s.bound != addr {
+				t.Fatalf("GET %s: %s, bound %s", addr, resp.Status, s.bound)
+			}
+		})
+	}
+}

@@ -18,10 +18,19 @@ type Server struct {
 	Handler    http.Handler
 	// TLS, when set, serves HTTPS.
 	TLS *tls.Config
+	// Listen, when set, replaces net.ListenConfig.Listen. A program that
+	// embeds the daemon (the e2e environment) hands over a port it bound
+	// before it told a peer (kube-scheduler, the API server) to call it:
+	// a port found free, closed and bound again later can be taken by
+	// another server in between.
+	Listen ListenFunc
 
 	srv   *http.Server
 	bound string // the address listened on, with the port chosen for ":0"
 }
+
+// ListenFunc listens on address, like net.ListenConfig.Listen.
+type ListenFunc func(ctx context.Context, network, address string) (net.Listener, error)
 
 // Start listens synchronously (so that a taken port is an error of the
 // caller) and serves in the background; a serving error is sent to errc
@@ -29,7 +38,11 @@ type Server struct {
 // (a bind cut between its annotation patch and its Binding only leaves
 // work for the rollback).
 func (s *Server) Start(ctx context.Context, errc chan<- error) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.Addr)
+	listen := s.Listen
+	if listen == nil {
+		listen = (&net.ListenConfig{}).Listen
+	}
+	ln, err := listen(ctx, "tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("listen for %s on %s: %w", s.Name, s.Addr, err)
 	}

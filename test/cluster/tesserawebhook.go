@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,28 +25,36 @@ import (
 type TesseraWebhook struct {
 	Options *webhookapp.Options
 	caPEM   []byte
+	// ports are held from here until Run serves them (Options.Listen).
+	ports *HeldPorts
 }
 
 // NewTesseraWebhook prepares the webhook's flags: configFile, a serving
-// certificate written to dir, and free ports for it and its health probes.
+// certificate written to dir, and ports held for it and its health probes
+// (the caller runs Close once Run has returned).
 func NewTesseraWebhook(dir, configFile string) (*TesseraWebhook, error) {
 	certFile, keyFile, caPEM, err := ServingCert(dir, "tessera-webhook")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
+	held := &HeldPorts{}
 	opts := webhookapp.NewOptions()
 	opts.ConfigFile, opts.CertFile, opts.KeyFile = configFile, certFile, keyFile
-	opts.BindAddress = fmt.Sprintf("%s:%d", loopback, ports[0])
-	opts.HealthBindAddress = fmt.Sprintf("%s:%d", loopback, ports[1])
-	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("tessera-webhook flags: %w", err)
+	opts.Listen = held.Listen
+	if opts.BindAddress, err = held.Hold(); err == nil {
+		opts.HealthBindAddress, err = held.Hold()
 	}
-	return &TesseraWebhook{Options: opts, caPEM: caPEM}, nil
+	if err == nil {
+		err = opts.Validate()
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("tessera-webhook flags: %w", err), held.Close())
+	}
+	return &TesseraWebhook{Options: opts, caPEM: caPEM, ports: held}, nil
 }
+
+// Close closes the ports Run did not take (it failed before serving).
+func (w *TesseraWebhook) Close() error { return w.ports.Close() }
 
 // Register creates the MutatingWebhookConfiguration that the chart renders
 // (pkg/admission.Webhook), with a URL where the chart names its Service,

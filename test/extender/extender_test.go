@@ -106,7 +106,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
-	port := freePort(t)
+	ports, port := holdPort(t)
 	m := startSchedulerMember(ctx, t, "extender", schedulerConfig(t, port))
 	client := m.Client()
 
@@ -118,7 +118,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 		gpus = append(gpus, n.gpus...)
 	}
 	arrived := watchArrivals(ctx, t, client, slices.Sorted(maps.Keys(nodes)))
-	first := startExtender(ctx, t, m.Kubeconfig(), port, "")
+	first := startExtender(ctx, t, m.Kubeconfig(), ports, port, "")
 
 	fit, never := workload()
 	all := append(slices.Clone(fit), never...)
@@ -141,7 +141,7 @@ func TestExtenderPlacesPodsOnARealCluster(t *testing.T) {
 		t.Fatalf("all %d pods were bound before the extender could be restarted; the restart was not tested", boundByFirst)
 	}
 	t.Logf("extender stopped with %d of %d pods bound; starting a new instance", boundByFirst, len(fit))
-	second := startExtender(ctx, t, m.Kubeconfig(), port, "")
+	second := startExtender(ctx, t, m.Kubeconfig(), ports, port, "")
 	defer second.stop(t)
 	for err := range creating {
 		t.Fatal(err)

@@ -122,7 +122,7 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	port := freePort(t)
+	ports, port := holdPort(t)
 	m := startSchedulerMember(ctx, t, "hami", hamiSchedulerConfig(t, port))
 	client := m.Client()
 	// Two kinds of GPU, so that a percentage resolves differently by node;
@@ -137,7 +137,7 @@ func TestHAMiExamplesOnARealCluster(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("compat: hami\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ext := startExtender(ctx, t, m.Kubeconfig(), port, cfgFile)
+	ext := startExtender(ctx, t, m.Kubeconfig(), ports, port, cfgFile)
 	defer ext.stop(t)
 	startWebhook(ctx, t, client, cfgFile)
 

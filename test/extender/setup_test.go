@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,15 +46,32 @@ var (
 
 const gib = 1024 // MiB
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+// holdPort binds a loopback port for the extender and returns it with the
+// HeldPorts that hands it to the extender's first start: it stays bound
+// while kube-scheduler, etcd and the API server start (they pick free
+// ports too), instead of being closed and bound again later. A restarted
+// extender binds it afresh, right after the first one released it.
+func holdPort(t *testing.T) (*cluster.HeldPorts, int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports := &cluster.HeldPorts{}
+	t.Cleanup(func() {
+		if err := ports.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	addr, err := ports.Hold()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatalf("port of %s: %v", addr, err)
+	}
+	return ports, port
 }
 
 // schedulerConfig is deploy/scheduler/second-scheduler-config.yaml with the
@@ -82,13 +100,18 @@ type runningExtender struct {
 // startExtender runs the extender as its main would, with leader election
 // on (short lease times), and waits until it answers on port.
 // configFile is Tessera's configuration file; empty uses the defaults.
-func startExtender(ctx context.Context, t *testing.T, kubeconfig string, port int, configFile string) *runningExtender {
+func startExtender(ctx context.Context, t *testing.T, kubeconfig string, ports *cluster.HeldPorts, port int, configFile string) *runningExtender {
 	t.Helper()
 	opts := options.New()
+	opts.Listen = ports.Listen
 	opts.Kubeconfig = kubeconfig
 	opts.ConfigFile = configFile
 	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
-	opts.MetricsBindAddress, opts.HealthBindAddress = fmt.Sprintf("127.0.0.1:%d", freePort(t)), "0"
+	metricsAddr, err := ports.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MetricsBindAddress, opts.HealthBindAddress = metricsAddr, "0"
 	opts.LeaderElection.LeaseDuration = 4 * time.Second
 	opts.LeaderElection.RenewDeadline = 3 * time.Second
 	opts.LeaderElection.RetryPeriod = 500 * time.Millisecond

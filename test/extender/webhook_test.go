@@ -30,6 +30,9 @@ func startWebhook(ctx context.Context, t *testing.T, client kubernetes.Interface
 		if err := <-done; err != nil {
 			t.Errorf("webhook: %v", err)
 		}
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
 	})
 	if err := w.Register(ctx, client, time.Minute); err != nil {
 		t.Fatal(err)

@@ -146,16 +146,19 @@ func flagValue(argv []string, name string) string {
 var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 	Proxy: nil, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // as the kubelet's probes
 
-// waitProbe waits until the container's own probe (path and scheme from
+// portAttempts is how many times a component that lost a port race is
+// launched (launchReady in runComponents).
+const portAttempts = 3
+
+// probeReady waits until the container's own probe (path and scheme from
 // the manifest) answers 200 at addr, or fails when the process exits: a
 // flag the binary rejects ends it at once.
-func waitProbe(ctx context.Context, t *testing.T, r *install.Running, addr string) {
-	t.Helper()
+func probeReady(ctx context.Context, r *install.Running, addr string) error {
 	url, err := r.Container.ProbeURL(addr)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	err = env.Eventually(ctx, startTimeout, r.Container.Name()+" at "+url, func(ctx context.Context) (bool, string, error) {
+	return env.Eventually(ctx, startTimeout, r.Container.Name()+" at "+url, func(ctx context.Context) (bool, string, error) {
 		if done, err := r.Process.Exited(); done {
 			return false, "", fmt.Errorf("exited (%v); log %s:\n%s", err, r.Log(), r.Process.LogTail())
 		}
@@ -167,9 +170,6 @@ func waitProbe(ctx context.Context, t *testing.T, r *install.Running, addr strin
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, resp.Status, nil
 	})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, denialsOf(r))
-	}
 }
 
 // denialsOf says what the API server refused the process, if anything.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,6 +73,36 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 		t.Logf("%s runs as %s: %s\n    loopback overrides: %s", c.Name(), identity, strings.Join(r.Argv, " "), strings.Join(r.Overridden, "; "))
 		return r
 	}
+	// launchReady launches a container and waits for its probe at
+	// probeAddr. The ports loopbackOverrides found free are closed until
+	// the process binds them, and another server can take one meanwhile
+	// (other test packages start servers meanwhile): a start that
+	// exits with "address already in use" is launched again with fresh
+	// ports. extenderPort, when set, picks the extender's port per try.
+	launchReady := func(l install.Launcher, cs []install.Container, workload, container, kubeconfig, identity string,
+		extenderPort func() int, probeAddr func(*install.Running) string) *install.Running {
+		t.Helper()
+		for attempt := 1; ; attempt++ {
+			port := 0
+			if extenderPort != nil {
+				port = extenderPort()
+			}
+			r := launch(l, cs, workload, container, kubeconfig, identity, port)
+			err := probeReady(ctx, r, probeAddr(r))
+			if err == nil {
+				return r
+			}
+			if !strings.Contains(r.Process.LogTail(), "address already in use") || attempt == portAttempts {
+				t.Fatalf("%v\n%s", err, denialsOf(r))
+			}
+			r.Stop(stopGrace)
+			running = running[:len(running)-1]
+			t.Logf("%s lost a port race, launching it again with other ports: %v", container, err)
+		}
+	}
+	flagAddr := func(flag string) func(*install.Running) string {
+		return func(r *install.Running) string { return flagValue(r.Argv, flag) }
+	}
 	saKubeconfig := func(sa string) string {
 		path := filepath.Join(dir, sa+".kubeconfig")
 		if err := install.ServiceAccountKubeconfig(ctx, s.member.RESTConfig(), "kube-system", sa, path); err != nil {
@@ -83,24 +114,27 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	// The node agent, as the DaemonSet's ServiceAccount.
 	agentSA := install.Identity("kube-system", "tessera-node-agent")
 	agentKubeconfig := saKubeconfig("tessera-node-agent")
-	agent := launch(ml, memberContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
-	waitProbe(ctx, t, agent, flagValue(agent.Argv, "health-addr"))
+	agent := launchReady(ml, memberContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, nil, flagAddr("health-addr"))
 	waitAllocatable(ctx, t, s, cfg, 2)
 
 	// The GPU scheduler: kube-scheduler and the extender, one ServiceAccount.
 	schedSA := install.Identity("kube-system", "tessera-scheduler")
 	schedKubeconfig := saKubeconfig("tessera-scheduler")
-	extenderPort := freePort(t)
-	extender := launch(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "extender", schedKubeconfig, schedSA, extenderPort)
-	waitProbe(ctx, t, extender, flagValue(extender.Argv, "health-probe-bind-address"))
-	sched := launch(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "kube-scheduler", schedKubeconfig, schedSA, extenderPort)
-	waitProbe(ctx, t, sched, "127.0.0.1:"+flagValue(sched.Argv, "secure-port"))
+	extender := launchReady(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "extender", schedKubeconfig, schedSA,
+		func() int { return freePort(t) }, flagAddr("health-probe-bind-address"))
+	// The port the extender serves, bound by now, is the scheduler's to call.
+	_, bound, _ := strings.Cut(flagValue(extender.Argv, "bind-address"), "127.0.0.1:")
+	extenderPort, err := strconv.Atoi(bound)
+	if err != nil {
+		t.Fatalf("extender's --bind-address %q: %v", flagValue(extender.Argv, "bind-address"), err)
+	}
+	launchReady(ml, memberContainers, "Deployment/kube-system/tessera-scheduler", "kube-scheduler", schedKubeconfig, schedSA,
+		func() int { return extenderPort }, func(r *install.Running) string { return "127.0.0.1:" + flagValue(r.Argv, "secure-port") })
 
 	// The estimator, on the Karmada side, reading the member as the reader
 	// identity of its mounted kubeconfig.
-	estimator := launch(kl, karmadaContainers, "Deployment/karmada-system/tessera-estimator-"+memberName, "estimator", "",
-		install.Identity("kube-system", readerAccount)+" (in "+memberName+", through the Secret "+memberSecret+")", 0)
-	waitProbe(ctx, t, estimator, flagValue(estimator.Argv, "health-probe-bind-address"))
+	estimator := launchReady(kl, karmadaContainers, "Deployment/karmada-system/tessera-estimator-"+memberName, "estimator", "",
+		install.Identity("kube-system", readerAccount)+" (in "+memberName+", through the Secret "+memberSecret+")", nil, flagAddr("health-probe-bind-address"))
 	var estimatorPort int
 	fmt.Sscan(flagValue(estimator.Argv, "server-port"), &estimatorPort)
 	estimatorService(ctx, t, s, "karmada-scheduler-estimator-"+memberName, estimatorPort)
@@ -118,9 +152,8 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 	}
 
 	// The fleet page, as the dashboard's identity in the Karmada API server.
-	dash := launch(kl, karmadaContainers, "Deployment/karmada-system/tessera-dashboard", "dashboard", "",
-		install.Identity("karmada-system", "tessera-dashboard")+" (in karmada-apiserver, through the Secret "+dashboardSecret+")", 0)
-	waitProbe(ctx, t, dash, flagValue(dash.Argv, "listen"))
+	dash := launchReady(kl, karmadaContainers, "Deployment/karmada-system/tessera-dashboard", "dashboard", "",
+		install.Identity("karmada-system", "tessera-dashboard")+" (in karmada-apiserver, through the Secret "+dashboardSecret+")", nil, flagAddr("listen"))
 	checkFleetPage(ctx, t, dash, "http://"+flagValue(dash.Argv, "listen"), first)
 	checkFleetCLI(ctx, t, s, dashKubeconfig, first)
 
@@ -135,11 +168,10 @@ func runComponents(ctx context.Context, t *testing.T, s *servers, dir string, me
 		t.Fatal(err)
 	}
 	agent.Stop(stopGrace)
-	agent = launch(ml, upgradedContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, 0)
+	agent = launchReady(ml, upgradedContainers, "DaemonSet/kube-system/tessera-node-agent", "node-agent", agentKubeconfig, agentSA, nil, flagAddr("health-addr"))
 	if v := flagValue(agent.Argv, "v"); v != "3" {
 		t.Fatalf("the upgraded node agent runs with --v=%s, want the upgrade's 3", v)
 	}
-	waitProbe(ctx, t, agent, flagValue(agent.Argv, "health-addr"))
 	checkServed(ctx, t, s, node, cfg, first, 8192) // its limits and region are still there
 	second := propagate(ctx, t, s, cfg, "second", 1)
 	checkServed(ctx, t, s, node, cfg, second, 8192)

@@ -125,14 +125,14 @@ func Run(ctx context.Context, opts *options.Options) error {
 	}
 
 	errc := make(chan error, 4)
-	servers := []*command.Server{{Name: "extender", Addr: opts.BindAddress, Handler: ext.Handler()}}
+	servers := []*command.Server{{Name: "extender", Addr: opts.BindAddress, Handler: ext.Handler(), Listen: opts.Listen}}
 	if opts.MetricsBindAddress != "0" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		servers = append(servers, &command.Server{Name: "metrics", Addr: opts.MetricsBindAddress, Handler: mux})
+		servers = append(servers, &command.Server{Name: "metrics", Addr: opts.MetricsBindAddress, Handler: mux, Listen: opts.Listen})
 	}
 	if opts.HealthBindAddress != "0" {
-		servers = append(servers, &command.Server{Name: "health", Addr: opts.HealthBindAddress, Handler: healthHandler(ext, &leading)})
+		servers = append(servers, &command.Server{Name: "health", Addr: opts.HealthBindAddress, Handler: healthHandler(ext, &leading), Listen: opts.Listen})
 	}
 	for _, s := range servers {
 		if err := s.Start(ctx, errc); err != nil {

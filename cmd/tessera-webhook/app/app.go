@@ -53,7 +53,7 @@ func Run(ctx context.Context, opts *Options) error {
 		return err
 	}
 	servers := []*command.Server{{
-		Name: "webhook", Addr: opts.BindAddress, Handler: admission.Handler(cfg, logger),
+		Name: "webhook", Addr: opts.BindAddress, Handler: admission.Handler(cfg, logger), Listen: opts.Listen,
 		TLS: &tls.Config{GetCertificate: pair.getCertificate, MinVersion: tls.VersionTLS12},
 	}}
 	if opts.HealthBindAddress != "0" {
@@ -61,7 +61,7 @@ func Run(ctx context.Context, opts *Options) error {
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		// Ready once serving: the webhook holds no state to wait for.
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		servers = append(servers, &command.Server{Name: "health", Addr: opts.HealthBindAddress, Handler: mux})
+		servers = append(servers, &command.Server{Name: "health", Addr: opts.HealthBindAddress, Handler: mux, Listen: opts.Listen})
 	}
 	errc := make(chan error, len(servers))
 	defer command.Shutdown(logger, shutdownTimeout, servers)

@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tessera-gpu/tessera/pkg/command"
 )
 
 // Options are the webhook's flags.
@@ -19,6 +21,9 @@ type Options struct {
 	CertFile, KeyFile string
 	// HealthBindAddress serves /healthz and /readyz over HTTP; "0" disables it.
 	HealthBindAddress string
+	// Listen, when set (never by a flag), listens for the servers instead
+	// of net.Listen: see command.Server.Listen.
+	Listen command.ListenFunc
 }
 
 // NewOptions returns the defaults: 9443 is where webhooks conventionally

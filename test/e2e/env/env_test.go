@@ -78,7 +78,7 @@ func TestNewEnvRejectsBadOptions(t *testing.T) {
 	}
 }
 
-func TestWithExtenderPort(t *testing.T) {
+func TestWithExtenderAddress(t *testing.T) {
 	tests := []struct {
 		name, config, want, wantErr string
 	}{
@@ -88,7 +88,7 @@ func TestWithExtenderPort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := withExtenderPort(tt.config, 4321)
+			got, err := withExtenderAddress(tt.config, "127.0.0.1:4321")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
@@ -105,7 +105,7 @@ func TestWithExtenderPort(t *testing.T) {
 // TestShippedSchedulerConfig: the file the members run exists and names
 // exactly one extender at the shipped address.
 func TestShippedSchedulerConfig(t *testing.T) {
-	got, err := memberSchedulerConfig(1234, config.Default().PodResources())
+	got, err := memberSchedulerConfig("127.0.0.1:1234", config.Default().PodResources())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestShippedSchedulerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err = memberSchedulerConfig(1234, hami.PodResources())
+	got, err = memberSchedulerConfig("127.0.0.1:1234", hami.PodResources())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,7 +38,7 @@ type Member struct {
 	ids     memberIdentities // what its components run as (identity.go)
 
 	extender     *component // nil while stopped; guarded by mu once started
-	extenderPort int        // kube-scheduler's configuration names it: a restart listens there again
+	extenderAddr string     // kube-scheduler's configuration names it: a restart listens there again
 	webhook      *component // nil unless compat: hami
 
 	mu             sync.Mutex
@@ -139,13 +138,17 @@ func (m *Member) EstimatorConnections() int64 {
 func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error) {
 	m := &Member{name: spec.Name, env: e}
 	start := time.Now()
-	extenderPort, err := freePort()
+	// The extender's port is held from before kube-scheduler is told to
+	// call it until the extender serves it: the servers of every member
+	// start meanwhile, and a port closed here could be theirs by then.
+	ports := &cluster.HeldPorts{}
+	extenderAddr, err := ports.Hold()
 	if err != nil {
 		return m, err
 	}
-	schedConfig, err := memberSchedulerConfig(extenderPort, e.cfg.PodResources())
+	schedConfig, err := memberSchedulerConfig(extenderAddr, e.cfg.PodResources())
 	if err != nil {
-		return m, err
+		return m, errors.Join(err, ports.Close())
 	}
 	m.cluster, err = cluster.StartMember(ctx, cluster.Options{
 		Name: spec.Name, Paths: e.opts.Paths,
@@ -153,15 +156,15 @@ func (e *Env) startMember(ctx context.Context, spec MemberSpec) (*Member, error)
 		Dir: e.dir, KeepDir: e.opts.KeepDir, StartTimeout: e.opts.StartTimeout, T: e.opts.T,
 	})
 	if err != nil {
-		return m, err
+		return m, errors.Join(err, ports.Close())
 	}
 	e.logf("%s: servers ready after %s", spec.Name, time.Since(start).Round(time.Millisecond))
 	if err := e.installMember(ctx, m); err != nil {
-		return m, err
+		return m, errors.Join(err, ports.Close())
 	}
 
-	m.extenderPort = extenderPort
-	if m.extender, err = e.startExtender(ctx, m, extenderPort); err != nil {
+	m.extenderAddr = extenderAddr
+	if m.extender, err = e.startExtender(ctx, m, ports, extenderAddr); err != nil {
 		return m, err
 	}
 	if m.webhook, err = e.startWebhook(ctx, m); err != nil {
@@ -219,34 +222,40 @@ func (m *Member) stopComponents() []error {
 }
 
 // startExtender runs the extender command in process, as its main would
-// (leader election off: there is one), and waits until it is ready.
-func (e *Env) startExtender(ctx context.Context, m *Member, port int) (*component, error) {
-	healthPort, err := freePort()
+// (leader election off: there is one), and waits until it is ready. It
+// serves addr, held in ports, and a health port it holds there too; the
+// ports it does not take are closed when it returns.
+func (e *Env) startExtender(ctx context.Context, m *Member, ports *cluster.HeldPorts, addr string) (*component, error) {
+	healthAddr, err := ports.Hold()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, ports.Close())
 	}
 	configFile, err := e.configFile()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, ports.Close())
 	}
 	opts := extenderoptions.New()
 	opts.ConfigFile = configFile
 	if opts.Kubeconfig, err = e.ids.kubeconfig(m.ids.extender, m.name+"-extender"); err != nil {
-		return nil, err
+		return nil, errors.Join(err, ports.Close())
 	}
 	opts.WrapTransport = e.ids.refusals.wrap(m.name+"-extender", m.ids.extender.admin)
-	opts.BindAddress = fmt.Sprintf("127.0.0.1:%d", port)
-	opts.HealthBindAddress = fmt.Sprintf("127.0.0.1:%d", healthPort)
+	opts.BindAddress = addr
+	opts.HealthBindAddress = healthAddr
 	opts.MetricsBindAddress = "0"
 	opts.LeaderElection.Enabled = false
+	opts.Listen = ports.Listen
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("extender options of %s: %w", m.name, err)
+		return nil, errors.Join(fmt.Errorf("extender options of %s: %w", m.name, err), ports.Close())
 	}
-	c, err := e.runComponent(ctx, m.name+"-extender", func(ctx context.Context) error { return extenderapp.Run(ctx, opts) })
+	c, err := e.runComponent(ctx, m.name+"-extender", func(ctx context.Context) error {
+		defer func() { _ = ports.Close() }() // Ports Run did not take.
+		return extenderapp.Run(ctx, opts)
+	})
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, ports.Close())
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
+	url := "http://" + healthAddr + "/readyz"
 	if err := waitHTTP(ctx, c, url, e.opts.StartTimeout); err != nil {
 		_ = c.stop()
 		return nil, fmt.Errorf("extender of %s (log %s): %w", m.name, e.logs.path(c.name), err)
@@ -296,9 +305,9 @@ func (e *Env) configFile() (string, error) {
 }
 
 // memberSchedulerConfig is the shipped scheduler configuration with the
-// extender on port, managing the resources pods may ask for (the shipped
+// extender at extenderAddr, managing the resources pods may ask for (the shipped
 // file lists Tessera's; compat: hami adds HAMi's, as the chart does).
-func memberSchedulerConfig(port int, managed []string) (string, error) {
+func memberSchedulerConfig(extenderAddr string, managed []string) (string, error) {
 	path, err := cluster.RepoFile(schedulerConfigFile)
 	if err != nil {
 		return "", err
@@ -307,7 +316,7 @@ func memberSchedulerConfig(port int, managed []string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read kube-scheduler configuration: %w", err)
 	}
-	config, err := withExtenderPort(string(data), port)
+	config, err := withExtenderAddress(string(data), extenderAddr)
 	if err != nil {
 		return "", err
 	}
@@ -337,22 +346,13 @@ func withManagedResources(config string, names []string) (string, error) {
 	return strings.Replace(config, shippedManaged, b.String(), 1), nil
 }
 
-// withExtenderPort points the configuration's one extender at port.
-func withExtenderPort(config string, port int) (string, error) {
+// withExtenderAddress points the configuration's one extender at addr
+// (host:port).
+func withExtenderAddress(config, addr string) (string, error) {
 	if n := strings.Count(config, shippedExtenderURL); n != 1 {
 		return "", fmt.Errorf("%s contains %q %d times, want exactly once", schedulerConfigFile, shippedExtenderURL, n)
 	}
-	return strings.Replace(config, shippedExtenderURL, fmt.Sprintf("urlPrefix: http://127.0.0.1:%d", port), 1), nil
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return strings.Replace(config, shippedExtenderURL, "urlPrefix: http://"+addr, 1), nil
 }
 
 // componentClient is an admin client of the member's API server of its

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/tessera-gpu/tessera/test/cluster"
 )
 
 // Stopping and starting the in-process components, one at a time, as a
@@ -24,7 +26,8 @@ func (m *Member) StopExtender() error {
 // from the pods' assignments, as after any restart.
 func (m *Member) StartExtender(ctx context.Context) error {
 	return startIn(ctx, &m.mu, &m.extender, "extender of "+m.name, func(ctx context.Context) (*component, error) {
-		return m.env.startExtender(ctx, m, m.extenderPort)
+		// Nothing held: the address is kube-scheduler's, listened on afresh.
+		return m.env.startExtender(ctx, m, &cluster.HeldPorts{}, m.extenderAddr)
 	})
 }
 

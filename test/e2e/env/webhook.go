@@ -2,6 +2,7 @@ package env
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,9 +33,12 @@ func (e *Env) startWebhook(ctx context.Context, m *Member) (*component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhook of %s: %w", m.name, err)
 	}
-	c, err := e.runComponent(ctx, m.name+"-webhook", func(ctx context.Context) error { return webhookapp.Run(ctx, w.Options) })
+	c, err := e.runComponent(ctx, m.name+"-webhook", func(ctx context.Context) error {
+		defer func() { _ = w.Close() }() // Ports Run did not take.
+		return webhookapp.Run(ctx, w.Options)
+	})
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, w.Close())
 	}
 	fail := func(err error) (*component, error) {
 		_ = c.stop()

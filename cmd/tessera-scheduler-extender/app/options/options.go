@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/transport"
 
+	"github.com/tessera-gpu/tessera/pkg/command"
 	"github.com/tessera-gpu/tessera/scheduler-plugin/extender"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	// flag: the end-to-end environment records the API server's refusals
 	// through it, as it does for the components it builds clients for.
 	WrapTransport transport.WrapperFunc
+	// Listen, when set (never by a flag), listens for the servers instead
+	// of net.Listen: see command.Server.Listen.
+	Listen command.ListenFunc
 }
 
 // LeaderElection configures the Lease that makes one replica the binder.
