@@ -77,6 +77,12 @@ type setsAnswer struct {
 	// rows are the per-node rows both answers were read from (setrows.go),
 	// for the next epoch's answer to start from.
 	rows *setRows
+	// greedy are the checkpoints of the greedy pass (setgreedy.go), for
+	// the next epoch's pass to resume from; nil where it did not run.
+	greedy *greedyMarks
+	// firstFitMarks are the first-fit simulation's checkpoints
+	// (firstfit.go), likewise.
+	firstFitMarks *firstFitMarks
 }
 
 func newMemo() *memo {
