@@ -97,7 +97,12 @@ func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *gre
 			}
 			ahead = nil // a need runs out here: the choices depend on it from now on
 		}
-		*node = setNode{pos: i, alone: alone, free: rows.free(i), devices: sim.devicesOf(i)}
+		*node = setNode{pos: i, alone: alone, free: rows.free(i)}
+		if pass == 1 {
+			// Only where two GPU components meet are GPUs asked about:
+			// reading every node's GPU state costs a cache miss per node.
+			node.devices = sim.devicesOf(i)
+		}
 		clear(v)
 		left -= s.take(node, v, need)
 	}
