@@ -190,8 +190,7 @@ func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*com
 	if upper == 0 || len(components) == 1 {
 		return upper, true, nil // one component: its replicas are independent
 	}
-	parallel := func(n int, f func(i int)) { p.parallelizer.Until(ctx, n, f) }
-	ok, marks := newSetSearch(ctx, components, dims, nil, rows.capacity, setSearchBudget).rowGreedy(sim, rows, upper, prev, parallel)
+	ok, marks := newSetSearch(ctx, components, dims, nil, rows.capacity, setSearchBudget).rowGreedy(sim, rows, upper, prev)
 	if ok {
 		return upper, true, marks
 	}

@@ -56,13 +56,8 @@ func greedyPass(alone []int64, components []*component) int {
 
 // rowGreedy is s.greedy(k) over the rows in setNodes' order, from prev's
 // last usable checkpoint: whether all k sets found room, and the
-// checkpoints of this walk. With parallel (nil for none), the choices of
-// nodes where two GPU components meet, each a vgpu.FitTogether question
-// or more, are computed ahead in parallel, a block at a time, as if no
-// need could run out (aheadOf); the walk takes them while every need stays
-// above them, which makes them its own choices, and walks on alone once one
-// does not.
-func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *greedyMarks, parallel func(n int, f func(i int))) (bool, *greedyMarks) {
+// checkpoints of this walk.
+func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *greedyMarks) (bool, *greedyMarks) {
 	nC, n := len(s.components), rows.nodes
 	marks := &greedyMarks{k: k, nodes: n}
 	need := make([]int64, nC)
@@ -75,10 +70,6 @@ func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *gre
 	}
 	v := make([]int64, nC)
 	node := &setNode{}
-	var ahead *aheadBlock
-	if parallel != nil {
-		ahead = &aheadBlock{choices: make([]int64, greedyAheadNodes*nC), parallel: parallel}
-	}
 	for t := start; t < 2*n && left > 0; t++ {
 		if t%greedyMarkSteps == 0 {
 			marks.need = append(marks.need, slices.Clone(need))
@@ -87,15 +78,6 @@ func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *gre
 		alone := rows.alone(i)
 		if greedyPass(alone, s.components) != pass {
 			continue
-		}
-		if ahead != nil && pass == 1 {
-			if chosen := s.aheadOf(sim, rows, ahead, i); aboveAll(need, chosen) {
-				for c, x := range chosen {
-					need[c] -= x
-				}
-				continue
-			}
-			ahead = nil // a need runs out here: the choices depend on it from now on
 		}
 		*node = setNode{pos: i, alone: alone, free: rows.free(i)}
 		if pass == 1 {
@@ -107,55 +89,6 @@ func (s *setSearch) rowGreedy(sim *simulation, rows *setRows, k int64, prev *gre
 		left -= s.take(node, v, need)
 	}
 	return left == 0, marks
-}
-
-// greedyAheadNodes is how many nodes' choices are computed ahead at a
-// time: at most that many are computed in vain when a need runs out.
-const greedyAheadNodes = 256
-
-// aheadBlock holds the choices of nodes [from, from+greedyAheadNodes).
-type aheadBlock struct {
-	from     int
-	filled   bool
-	choices  []int64
-	parallel func(n int, f func(i int))
-}
-
-// aheadOf is node i's choice with no need running out, computing the
-// block that holds it where it is not yet computed. Each node's choice is
-// computed on a copy of the search, whose scratch buffers and counters are
-// its own.
-func (s *setSearch) aheadOf(sim *simulation, rows *setRows, b *aheadBlock, i int) []int64 {
-	nC := len(s.components)
-	if !b.filled || i < b.from || i >= b.from+greedyAheadNodes {
-		b.from, b.filled = i, true
-		clear(b.choices)
-		b.parallel(min(greedyAheadNodes, rows.nodes-i), func(k int) {
-			j := i + k
-			alone := rows.alone(j)
-			if greedyPass(alone, s.components) != 1 {
-				return
-			}
-			own := &setSearch{components: s.components, replicas: s.replicas, dims: s.dims, order: s.order, budget: s.budget}
-			unbounded := make([]int64, nC)
-			for c := range unbounded {
-				unbounded[c] = math.MaxInt64
-			}
-			own.take(&setNode{pos: j, alone: alone, free: rows.free(j), devices: sim.devicesOf(j)}, b.choices[k*nC:(k+1)*nC], unbounded)
-		})
-	}
-	return b.choices[(i-b.from)*nC : (i-b.from+1)*nC]
-}
-
-// aboveAll reports whether every need stays above the node's choice, so that
-// the walk takes it as computed ahead.
-func aboveAll(need, chosen []int64) bool {
-	for c, x := range chosen {
-		if need[c] <= x {
-			return false
-		}
-	}
-	return true
 }
 
 // resumeGreedy fills need with the walk's state at its starting step,
