@@ -37,7 +37,7 @@ func (p *Plugin) deductAssumed(ctx context.Context, sim *simulation, assumed []*
 // simulation; it changes nothing and reports false when it finds none.
 func (p *Plugin) placeOneSet(ctx context.Context, sim *simulation, components []*component) bool {
 	dims := newSetDims(components)
-	nodes, capacity := setNodes(sim, components, dims, p.setRowsFor(ctx, sim, components, dims, nil))
+	nodes, capacity := setNodes(sim, components, p.setRowsFor(ctx, sim, components, dims, nil))
 	for c, comp := range components {
 		if capacity[c] < comp.replicas {
 			return false

@@ -119,8 +119,10 @@ func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx fr
 		}
 		dims := newSetDims(components)
 		var prevRows *setRows
+		var prevMarks *greedyMarks
+		var prevFirstFit *firstFitMarks
 		if prev != nil {
-			prevRows = prev.rows
+			prevRows, prevMarks, prevFirstFit = prev.rows, prev.greedy, prev.firstFitMarks
 		}
 		rows := p.setRowsFor(ctx, sim, components, dims, prevRows)
 		if err := ctx.Err(); err != nil {
@@ -132,12 +134,20 @@ func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx fr
 		}
 		var err error
 		if withStock {
-			if a.firstFit, err = firstFitSets(ctx, estCtx.Components, components, dims, rows); err != nil {
+			var marks *firstFitMarks
+			if a.firstFit, marks, err = firstFitSets(ctx, estCtx.Components, components, dims, rows, prevFirstFit); err != nil {
 				return nil, err
+			}
+			if memoised {
+				a.firstFitMarks = marks
 			}
 		}
 		if gpus {
-			a.sets, a.exact = p.maxSets(ctx, sim, components, dims, rows)
+			var marks *greedyMarks
+			a.sets, a.exact, marks = p.maxSets(ctx, sim, components, dims, rows, prevMarks)
+			if memoised {
+				a.greedy = marks
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -171,18 +181,22 @@ func (p *Plugin) componentSets(ctx context.Context, view *clusterView, estCtx fr
 }
 
 // maxSets is the number of complete sets that fit on the simulated
-// cluster, and whether it is proven exact.
-func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*component, dims *setDims, rows *setRows) (int64, bool) {
-	nodes, capacity := setNodes(sim, components, dims, rows)
-	upper := int64(math.MaxInt32)
-	for c, comp := range components {
-		upper = min(upper, capacity[c]/comp.replicas)
-	}
+// cluster, and whether it is proven exact. The greedy pass toward the
+// per-component bound usually settles it, walking the rows from prev's
+// last checkpoint before the first change (setgreedy.go); only where it
+// does not are the node list and the search built.
+func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*component, dims *setDims, rows *setRows, prev *greedyMarks) (int64, bool, *greedyMarks) {
+	upper := upperBound(components, rows.capacity)
 	if upper == 0 || len(components) == 1 {
-		return upper, true // one component: its replicas are independent
+		return upper, true, nil // one component: its replicas are independent
 	}
+	ok, marks := newSetSearch(ctx, components, dims, nil, rows.capacity, setSearchBudget).rowGreedy(sim, rows, upper, prev)
+	if ok {
+		return upper, true, marks
+	}
+	nodes, capacity := setNodes(sim, components, rows)
 	s := newSetSearch(ctx, components, dims, nodes, capacity, setSearchBudget)
-	return s.maxSets(upper, func(limit int64) int64 {
+	sets, exact := s.maxSets(upper, func(limit int64) int64 {
 		// placeSets moves each component's cursor: give it fresh ones.
 		fresh := make([]*component, len(components))
 		for i, c := range components {
@@ -196,6 +210,7 @@ func (p *Plugin) maxSets(ctx context.Context, sim *simulation, components []*com
 		}
 		return sets
 	})
+	return sets, exact, marks
 }
 
 // budgetExhausted records an answer that is a lower bound only: the

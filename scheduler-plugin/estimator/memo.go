@@ -62,9 +62,11 @@ type replicaAnswer struct {
 	stockTotal int32
 }
 
-// setsAnswer is one component-set shape's answer at epoch. Immutable. Sets
-// answers are not brought up to date node by node: the greedy pass and the
-// search read the whole cluster.
+// setsAnswer is one component-set shape's answer at epoch. Immutable. The
+// next epoch's answer starts from its rows and checkpoints: the rows of the
+// changed nodes are read again, and the greedy pass and the first-fit
+// simulation resume before the first of them; the search, where it runs,
+// reads the whole cluster.
 type setsAnswer struct {
 	epoch uint64
 	// sets is Tessera's answer, exact unless the search ran out of budget;
@@ -77,6 +79,12 @@ type setsAnswer struct {
 	// rows are the per-node rows both answers were read from (setrows.go),
 	// for the next epoch's answer to start from.
 	rows *setRows
+	// greedy are the checkpoints of the greedy pass (setgreedy.go), for
+	// the next epoch's pass to resume from; nil where it did not run.
+	greedy *greedyMarks
+	// firstFitMarks are the first-fit simulation's checkpoints
+	// (firstfit.go), likewise.
+	firstFitMarks *firstFitMarks
 }
 
 func newMemo() *memo {

@@ -136,19 +136,13 @@ func (d *setDims) copies(c int, free []int64) int64 {
 
 // setNodes returns the nodes that can take a replica of some component
 // (those where GPU components cannot meet first, otherwise in the view's
-// order), from the per-node rows (setrows.go), with the sum of the alone
-// counts per component.
-func setNodes(sim *simulation, components []*component, dims *setDims, rows *setRows) ([]*setNode, []int64) {
-	nC, n, w := len(components), len(sim.view.nodes), dims.width
-	capacity := make([]int64, nC)
+// order: greedyPass), from the per-node rows (setrows.go), with the sum of
+// the alone counts per component.
+func setNodes(sim *simulation, components []*component, rows *setRows) ([]*setNode, []int64) {
+	n := len(sim.view.nodes)
 	count := 0
 	for i := range n {
-		any := false
-		for ci, a := range rows.alone[i*nC : (i+1)*nC] {
-			capacity[ci] += a
-			any = any || a > 0
-		}
-		if any {
+		if greedyPass(rows.alone(i), components) >= 0 {
 			count++
 		}
 	}
@@ -159,42 +153,17 @@ func setNodes(sim *simulation, components []*component, dims *setDims, rows *set
 	// settle most of a large cluster cheaply.
 	slab := make([]setNode, 0, count)
 	nodes := make([]*setNode, 0, count)
-	shared := 0
-	for i := range n {
-		row := rows.alone[i*nC : (i+1)*nC : (i+1)*nC]
-		if !slices.ContainsFunc(row, func(a int64) bool { return a > 0 }) {
-			continue
-		}
-		slab = append(slab, setNode{pos: i, alone: row, free: rows.free[i*w : (i+1)*w : (i+1)*w], devices: sim.devicesOf(i)})
-		if sharedGPUComponents(&slab[len(slab)-1], components) == 0 {
-			nodes = append(nodes, &slab[len(slab)-1])
-		} else {
-			shared++
-		}
-	}
-	if shared > 0 {
-		for k := range slab {
-			if sharedGPUComponents(&slab[k], components) != 0 {
-				nodes = append(nodes, &slab[k])
+	for pass := range 2 {
+		for i := range n {
+			alone := rows.alone(i)
+			if greedyPass(alone, components) != pass {
+				continue
 			}
+			slab = append(slab, setNode{pos: i, alone: alone, free: rows.free(i), devices: sim.devicesOf(i)})
+			nodes = append(nodes, &slab[len(slab)-1])
 		}
 	}
-	return nodes, capacity
-}
-
-// sharedGPUComponents is 1 when two or more GPU components can go on the
-// node, else 0.
-func sharedGPUComponents(n *setNode, components []*component) int {
-	k := 0
-	for c, a := range n.alone {
-		if a > 0 && components[c].req.AsksForGPUs {
-			k++
-		}
-	}
-	if k > 1 {
-		return 1
-	}
-	return 0
+	return nodes, slices.Clone(rows.capacity)
 }
 
 // room is how many more replicas of component c fit in the node's

@@ -109,27 +109,35 @@ func (s *setSearch) greedy(k int64) (bool, int64) {
 		if left == 0 {
 			break
 		}
-		v := s.choice[pos*nC : (pos+1)*nC]
-		for _, c := range s.order {
-			hi := min(need[c], s.room(n, c, v))
-			if hi == 0 {
-				continue
-			}
-			// hi is within room: only the GPUs can say no.
-			v[c] = hi
-			if !s.gpusFit(n, v) {
-				v[c] = s.largestFitting(n, v, c, hi-1)
-			}
-			if need[c] -= v[c]; need[c] == 0 {
-				left--
-			}
-		}
+		left -= s.take(n, s.choice[pos*nC:(pos+1)*nC], need)
 	}
 	sets := k
 	for c := range need {
 		sets = min(sets, (k*s.replicas[c]-need[c])/s.replicas[c])
 	}
 	return left == 0, sets
+}
+
+// take fills v (zero) with what node n takes of what is still needed, most
+// constrained component first, each as much as it can; it lowers need by
+// that and returns how many components' needs it brought to 0.
+func (s *setSearch) take(n *setNode, v, need []int64) int {
+	done := 0
+	for _, c := range s.order {
+		hi := min(need[c], s.room(n, c, v))
+		if hi == 0 {
+			continue
+		}
+		// hi is within room: only the GPUs can say no.
+		v[c] = hi
+		if !s.gpusFit(n, v) {
+			v[c] = s.largestFitting(n, v, c, hi-1)
+		}
+		if need[c] -= v[c]; need[c] == 0 {
+			done++
+		}
+	}
+	return done
 }
 
 // largestFitting is the largest x <= hi such that v with v[c] = x fits
