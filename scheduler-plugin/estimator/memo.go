@@ -108,16 +108,24 @@ func (m *memo) replica(key []byte) *replicaAnswer {
 func (m *memo) storeReplica(key []byte, a *replicaAnswer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.replicas[string(key)]; ok && old.epoch > a.epoch {
-		return // a newer answer is there already
+	storeNewest(m.replicas, key, a, a.epoch, func(old *replicaAnswer) uint64 { return old.epoch })
+}
+
+// storeNewest stores a (of epoch) under key unless a newer answer is there
+// already; a new key in a full map (maxMemoShapes) takes an arbitrary old
+// one's place. The caller holds the memo's lock.
+func storeNewest[A any](answers map[string]A, key []byte, a A, epoch uint64, epochOf func(A) uint64) {
+	old, ok := answers[string(key)]
+	if ok && epochOf(old) > epoch {
+		return
 	}
-	if _, ok := m.replicas[string(key)]; !ok && len(m.replicas) >= maxMemoShapes {
-		for k := range m.replicas {
-			delete(m.replicas, k)
+	if !ok && len(answers) >= maxMemoShapes {
+		for k := range answers {
+			delete(answers, k)
 			break
 		}
 	}
-	m.replicas[string(key)] = a
+	answers[string(key)] = a
 }
 
 func (m *memo) noGPUs(key []byte) bool {
@@ -149,16 +157,7 @@ func (m *memo) setsOf(key []byte) *setsAnswer {
 func (m *memo) storeSets(key []byte, a *setsAnswer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.sets[string(key)]; ok && old.epoch > a.epoch {
-		return // a newer answer is there already
-	}
-	if _, ok := m.sets[string(key)]; !ok && len(m.sets) >= maxMemoShapes {
-		for k := range m.sets {
-			delete(m.sets, k)
-			break
-		}
-	}
-	m.sets[string(key)] = a
+	storeNewest(m.sets, key, a, a.epoch, func(old *setsAnswer) uint64 { return old.epoch })
 }
 
 // setsFlight is one component-set answer being computed at epoch; answer
